@@ -1,0 +1,5 @@
+# The fake kube-apiserver of the compose suite (integration/apiserver), static binary only.
+FROM scratch
+COPY bin/apiserver /apiserver
+EXPOSE 6443 8080
+ENTRYPOINT ["/apiserver"]

@@ -1,0 +1,11 @@
+# vipd in an empty image: the static binary from `make build` (CGO_ENABLED=0) and nothing else, so
+# `docker-compose build` needs no registry. Built by the legacy builder: no BuildKit syntax here.
+FROM scratch
+COPY bin/vipd /vipd
+# WORKDIR creates /data (the Raft data dir) in the image; it lives in the container's own filesystem, so
+# `docker restart` and `docker kill` + `docker start` keep the node's Raft identity, and `down` removes it.
+WORKDIR /data
+WORKDIR /
+EXPOSE 6443 7946 7947 7948
+ENTRYPOINT ["/vipd"]
+CMD ["agent", "-help"]
