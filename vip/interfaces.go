@@ -1,0 +1,86 @@
+package vip
+
+import (
+	"context"
+	"net/netip"
+)
+
+// Kernel is the only code that touches netlink and raw sockets, so that the leadership logic in
+// [Manager] can be unit-tested against an in-memory fake (see package viptest).
+//
+// AddAddr, DelAddr and HasAddr are idempotent (adding a present or deleting an absent address is not
+// an error). Announce and the address methods may be called concurrently with a running Answer.
+// Implementations must be safe for concurrent use.
+type Kernel interface {
+	// AddAddr configures p's address on this host (a host prefix on lo for LinuxKernel).
+	AddAddr(p netip.Prefix) error
+	// DelAddr removes p's address from this host.
+	DelAddr(p netip.Prefix) error
+	// HasAddr reports whether p's address is currently configured, for the level-triggered check.
+	HasAddr(p netip.Prefix) (bool, error)
+	// Announce sends one gratuitous ARP (request and reply form) for an IPv4 ip, or one unsolicited
+	// neighbour advertisement with the Override flag for an IPv6 ip, so neighbours move to our MAC.
+	Announce(ip netip.Addr) error
+	// Answer answers ARP requests and neighbour solicitations for ips until ctx is done, then returns
+	// nil with every goroutine it started ended. It returns early with an error if it cannot listen.
+	Answer(ctx context.Context, ips []netip.Addr) error
+}
+
+// Cleaner is optionally implemented by a Kernel that can find VIPs left behind by a crashed earlier
+// run even if they are no longer configured (LinuxKernel removes every "lo:vip" address). Manager.Run
+// calls it once before anything else.
+type Cleaner interface {
+	Cleanup() error
+}
+
+// Peer is another cluster member as seen through gossip metadata; the Manager chooses transfer targets
+// among peers.
+type Peer struct {
+	// Name is the node name passed to Leadership.TransferLeadership.
+	Name string
+	// Healthy is the peer's own node health (listener up and enough healthy backends).
+	Healthy bool
+	// Priority prefers a node: a higher value wins transfers and preemption.
+	Priority int
+	// Voter is true for Raft voters; only voters can become leader.
+	Voter bool
+	// Witness marks a vote-only node that never holds the VIP, so it is never a transfer target.
+	Witness bool
+}
+
+// Leadership is the Manager's view of Raft, satisfied by an adapter over *cluster.Cluster.
+// All methods must be safe for concurrent use.
+type Leadership interface {
+	// WatchLeadership returns a channel delivering the latest leadership value (true = this node is
+	// leader) — the current value first, never a stale one — and a function that stops the watch.
+	WatchLeadership() (<-chan bool, func())
+	// Barrier commits a barrier entry: success proves this node leads the current term and has
+	// applied everything before it.
+	Barrier(ctx context.Context) error
+	// VerifyLeader confirms with a quorum that this node is still leader.
+	VerifyLeader(ctx context.Context) error
+	// TransferLeadership hands leadership to toNode ("" = any suitable voter) and returns once done
+	// or failed.
+	TransferLeadership(ctx context.Context, toNode string) error
+	// Peers returns the other cluster members (never this node) with their gossiped health.
+	Peers() []Peer
+}
+
+// NodeHealth is this node's own health as the Manager needs it. It mirrors the fields of
+// health.NodeStatus that matter here, so that package vip depends on nothing outside itself; the agent
+// adapts *health.Node to HealthSource.
+type NodeHealth struct {
+	// Healthy is true when the listener is up and enough backends are healthy.
+	Healthy bool
+	// Reason explains an unhealthy state, for logs.
+	Reason string
+}
+
+// HealthSource reports this node's health and signals changes. Safe for concurrent use.
+type HealthSource interface {
+	// Status returns the current health; it must be cheap.
+	Status() NodeHealth
+	// Subscribe returns a capacity-1 channel that receives a value when health may have changed (the
+	// receiver re-reads Status), and a function that stops the subscription.
+	Subscribe() (<-chan struct{}, func())
+}

@@ -1,0 +1,103 @@
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// ErrAlreadyRunning is returned by a second concurrent call of Manager.Run.
+var ErrAlreadyRunning = errors.New("vip manager already running")
+
+// Transfer tuning: a hand-off is tried a few times, then given up for a while so that a failing
+// transfer cannot keep the VIP released.
+const (
+	transferAttempts = 3
+	cooldownRefresh  = 10 // refresh periods without a new hand-off attempt after one failed
+)
+
+// Manager holds the VIP while, and only while, this node is the healthy Raft leader. See the package
+// documentation for the policy. Create it with NewManager and run it with Run.
+type Manager struct {
+	cfg     Config
+	lead    Leadership
+	health  HealthSource
+	kernel  Kernel
+	log     *slog.Logger
+	held    atomic.Bool
+	running atomic.Bool
+}
+
+// NewManager validates cfg, applies defaults and returns a Manager; it starts nothing. h and k may be
+// nil only for a witness (which never holds the VIP).
+func NewManager(cfg Config, l Leadership, h HealthSource, k Kernel) (*Manager, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if l == nil {
+		return nil, fmt.Errorf("%w: Leadership is nil", ErrInvalidConfig)
+	}
+	if !cfg.Witness && (h == nil || k == nil) {
+		return nil, fmt.Errorf("%w: a non-witness node needs a HealthSource and a Kernel", ErrInvalidConfig)
+	}
+	return &Manager{cfg: cfg, lead: l, health: h, kernel: k, log: cfg.Logger}, nil
+}
+
+// Held reports whether this node currently holds the VIP (for status output and gossip metadata).
+func (m *Manager) Held() bool { return m.held.Load() }
+
+// Run removes stale VIPs, then follows leadership until ctx is done. It releases the VIP before
+// returning and returns only after every goroutine it started (answerer, leader verification, hooks)
+// has ended; queued hooks run to completion, each bounded by HookTimeout.
+func (m *Manager) Run(ctx context.Context) error {
+	if !m.running.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	defer m.running.Store(false)
+
+	hooks := newHookRunner(m.cfg.HookTimeout, joinPrefixes(m.cfg.VIPs), m.log, m.cfg.Metrics)
+	var hookWG sync.WaitGroup
+	hookWG.Add(1)
+	go func() {
+		defer hookWG.Done()
+		hooks.run()
+	}()
+	defer func() {
+		close(hooks.queue)
+		hookWG.Wait()
+	}()
+
+	leaderCh, stopWatch := m.lead.WatchLeadership()
+	defer stopWatch()
+	var healthCh <-chan struct{}
+	if m.health != nil {
+		ch, stop := m.health.Subscribe()
+		defer stop()
+		healthCh = ch
+	}
+
+	lctx, cancel := context.WithCancel(ctx)
+	l := &loop{m: m, cfg: &m.cfg, log: m.log, hooks: hooks, leaderCh: leaderCh, ctx: lctx,
+		verifyRes: make(chan verifyResult, 1)}
+	defer func() {
+		l.release("shutdown") // first: nothing may run while we still answer for the VIP
+		cancel()
+		l.bg.Wait()
+	}()
+	l.cleanup()
+	return l.run(healthCh)
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, " ")
+}
