@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"sync/atomic"
+)
+
+// conn is one proxied connection: the client socket, the backend socket and a pump per direction. The
+// handler goroutine runs the upstream pump and one extra goroutine the downstream pump; whichever finishes
+// last releases the conn. conns are pooled so the per-connection bookkeeping does not allocate.
+type conn struct {
+	s               *server
+	be              *backend
+	client, backend *net.TCPConn
+	up, down        pump
+
+	running atomic.Int32 // pumps still running; the one that brings it to 0 releases the conn
+	closed  atomic.Bool  // both sockets closed (once)
+	touched atomic.Bool  // bytes moved since the idle sweeper last looked
+
+	// Guarded by server.mu.
+	lastSeen   int64 // unix nanos when the sweeper last saw activity
+	prev, next *conn
+}
+
+func newConn() *conn {
+	c := &conn{}
+	c.up.bind()
+	c.down.bind()
+	return c
+}
+
+// reset prepares a pooled conn for a new client/backend pair.
+func (c *conn) reset(s *server, be *backend, client, backend *net.TCPConn) error {
+	c.s, c.be, c.client, c.backend = s, be, client, backend
+	c.running.Store(2)
+	c.closed.Store(false)
+	c.touched.Store(false)
+	c.lastSeen, c.prev, c.next = 0, nil, nil
+	if err := c.up.reset(c, true, client, backend); err != nil {
+		return err
+	}
+	return c.down.reset(c, false, backend, client)
+}
+
+// clear drops references before the conn goes back to the pool.
+func (c *conn) clear() {
+	c.up.clear()
+	c.down.clear()
+	c.s, c.be, c.client, c.backend = nil, nil, nil, nil
+}
+
+// pumpDown is the extra goroutine's body.
+func (c *conn) pumpDown() {
+	s := c.s // c may be recycled once the pump returns
+	defer s.connWG.Done()
+	c.runPump(&c.down)
+}
+
+// runPump runs one direction to its end: on EOF it propagates the half-close to the other side; on an error
+// it closes both sockets so the other direction ends too. The last direction releases the conn.
+func (c *conn) runPump(d *pump) {
+	if err := d.run(); err == nil {
+		// EOF from src: tell dst we will send no more, but keep reading its reply.
+		_ = d.dst.CloseWrite()
+	} else {
+		c.fail(d, err)
+	}
+	if c.running.Add(-1) == 0 {
+		c.s.release(c)
+	}
+}
+
+// fail records a copy error and aborts the connection. An error caused by our own close (the other
+// direction failed, idle timeout, drain) is not a copy error.
+func (c *conn) fail(d *pump, err error) {
+	if errors.Is(err, net.ErrClosed) || c.closed.Load() {
+		c.closeBoth(false)
+		return
+	}
+	dir := "downstream"
+	if d.upstream {
+		dir = "upstream"
+		inc(c.be.m.copyErrUp)
+	} else {
+		inc(c.be.m.copyErrDown)
+	}
+	c.s.p.log.Debug("proxy copy error", "backend", c.be.addr, "client", c.client.RemoteAddr(), "direction", dir, "err", err)
+	// Pass the abort on: the peer of the failed side gets a reset, not a clean end of stream.
+	c.closeBoth(true)
+}
+
+// closeBoth closes both sockets once; reset sends RST instead of FIN. Safe from any goroutine.
+func (c *conn) closeBoth(reset bool) {
+	if !c.closed.CompareAndSwap(false, true) {
+		return
+	}
+	if reset {
+		_ = c.client.SetLinger(0)
+		_ = c.backend.SetLinger(0)
+	}
+	_ = c.client.Close()
+	_ = c.backend.Close()
+}

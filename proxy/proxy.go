@@ -1,0 +1,162 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// Backends is the proxy's view of the upstream pool. *health.Monitor satisfies it.
+type Backends interface {
+	// Healthy returns the addresses to balance over, in a stable order. It is called once per accepted
+	// connection, so it must be cheap and safe for concurrent use; the proxy never modifies the slice.
+	Healthy() []string
+	// ReportDialFailure tells the health source a connect to addr failed (a passive check). It is called
+	// from connection goroutines, concurrently, and must not block.
+	ReportDialFailure(addr string, err error)
+}
+
+var (
+	// errNoHealthy: Backends.Healthy returned nothing.
+	errNoHealthy = errors.New("no healthy backend")
+	// errAllDialsFailed: every attempt allowed for this connection failed.
+	errAllDialsFailed = errors.New("every dial attempt failed")
+)
+
+const (
+	// pipeSize is the F_SETPIPE_SZ for splice pipes: bytes moved per splice pair on a busy connection.
+	pipeSize = 1 << 20
+	// keepPipes bounds the free list: idle pipes kept for reuse (2 fds each).
+	keepPipes = 32
+)
+
+// Proxy is an L4 TCP proxy over a dynamic set of healthy backends. Create it with New and run it with
+// Serve; its methods are safe for concurrent use.
+type Proxy struct {
+	cfg      Config
+	log      *slog.Logger
+	backends Backends
+	bal      balancer
+	table    *table
+	pipes    *pipePool
+	chunk    int // bytes asked per splice into a pipe
+	dialer   net.Dialer
+	conns    sync.Pool
+
+	open             atomic.Int64 // connections accepted and not yet released or refused
+	outage           atomic.Bool  // "no healthy backend" was logged and no dial succeeded since
+	refusedNoBackend atomic.Uint64
+	refusedMaxConns  atomic.Uint64
+	serving          atomic.Int32
+}
+
+// New validates cfg and returns a Proxy balancing over b. It starts nothing.
+func New(cfg Config, b Backends) (*Proxy, error) {
+	if b == nil {
+		return nil, fmt.Errorf("%w: Backends is nil", ErrInvalidConfig)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	p := &Proxy{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		backends: b,
+		bal:      balancer{mode: cfg.Balance},
+		table:    newTable(cfg.Metrics),
+		pipes:    newPipePool(keepPipes, pipeSize),
+		chunk:    pipeSize,
+		dialer:   net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: cfg.KeepAlive},
+	}
+	p.conns.New = func() any { return newConn() }
+	return p, nil
+}
+
+// Stats returns the counters of every backend this proxy has dialed, sorted by address.
+func (p *Proxy) Stats() []BackendStats { return p.table.stats() }
+
+// Counters returns proxy-wide counters.
+func (p *Proxy) Counters() Counters {
+	return Counters{
+		Active:           p.open.Load(),
+		RefusedNoBackend: p.refusedNoBackend.Load(),
+		RefusedMaxConns:  p.refusedMaxConns.Load(),
+	}
+}
+
+// dial connects to a healthy backend, retrying on the next ones after a failure. The chosen backend's
+// active count is already incremented on success.
+func (p *Proxy) dial(ctx context.Context) (*net.TCPConn, *backend, error) {
+	addrs := p.backends.Healthy()
+	if len(addrs) == 0 {
+		return nil, nil, errNoHealthy
+	}
+	attempts := 1 + p.cfg.retries(len(addrs))
+	var triedBuf [8]int
+	tried := triedBuf[:0]
+	var lastErr error
+	for range attempts {
+		i := p.bal.pick(addrs, tried, p.table)
+		if i < 0 {
+			break
+		}
+		tried = append(tried, i)
+		be := p.table.get(addrs[i])
+		be.activeN.Add(1) // count it before dialing so concurrent LeastConn picks see it
+		c, err := p.dialer.DialContext(ctx, "tcp", be.addr)
+		if err == nil {
+			be.total.Add(1)
+			inc(be.m.conns)
+			gaugeAdd(be.m.active, 1)
+			return c.(*net.TCPConn), be, nil
+		}
+		be.activeN.Add(-1)
+		if ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("dial %s: %w", be.addr, ctx.Err())
+		}
+		be.dialErrors.Add(1)
+		inc(be.m.dialErrors)
+		p.backends.ReportDialFailure(be.addr, err)
+		p.log.Debug("dial backend failed", "backend", be.addr, "attempt", len(tried), "err", err)
+		lastErr = err
+	}
+	return nil, nil, fmt.Errorf("%w (%d tried): %w", errAllDialsFailed, len(tried), lastErr)
+}
+
+// noBackend refuses client after dial found no backend, logging once per outage.
+func (p *Proxy) noBackend(client *net.TCPConn, err error) {
+	p.refusedNoBackend.Add(1)
+	p.cfg.Metrics.refusedInc(reasonNoBackend)
+	if !p.outage.Swap(true) {
+		p.log.Warn("no healthy backend: resetting new connections until one is reachable", "err", err)
+	}
+	p.log.Debug("connection refused", "client", client.RemoteAddr(), "err", err)
+	reset(client)
+}
+
+// backendReachable ends an outage after a successful dial.
+func (p *Proxy) backendReachable(be *backend) {
+	if p.outage.Load() && p.outage.Swap(false) {
+		p.log.Info("backend reachable again: accepting connections", "backend", be.addr)
+	}
+}
+
+// setKeepAlive applies the configured keepalive to an accepted socket (the dialer does the backend side).
+func (p *Proxy) setKeepAlive(c *net.TCPConn) {
+	if p.cfg.KeepAlive < 0 {
+		_ = c.SetKeepAlive(false)
+		return
+	}
+	_ = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: p.cfg.KeepAlive, Interval: p.cfg.KeepAlive, Count: -1})
+}
+
+// reset closes c with an RST, so the client learns at once that nobody will serve it (no FIN, no hang).
+func reset(c *net.TCPConn) {
+	_ = c.SetLinger(0)
+	_ = c.Close()
+}

@@ -1,0 +1,273 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// server is the state of one Serve call: its listener, its open connections and its goroutines.
+type server struct {
+	p  *Proxy
+	ln net.Listener
+
+	// dialCtx is cancelled when draining gives up, so dials in progress end too.
+	dialCtx    context.Context
+	cancelDial context.CancelFunc
+	connWG     sync.WaitGroup // handler and pump goroutines
+
+	mu      sync.Mutex
+	head    *conn // tracked connections (intrusive list)
+	n       int
+	closing bool // force-closing: connections that finish dialing now are closed at once
+}
+
+// Serve accepts connections on ln and proxies each to a healthy backend until ctx is done. Then it stops
+// accepting (closes ln; new connects are refused by the kernel), lets open connections finish for up to
+// DrainTimeout, closes the rest and returns nil once every goroutine it started has ended.
+//
+// Temporary accept errors (out of file descriptors or memory) are retried with a short back-off; any other
+// accept error stops accepting, drains the same way, and is returned. ln must be a TCP listener. Serve may
+// run concurrently on several listeners with the same Proxy.
+func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	p.serving.Add(1)
+	defer func() {
+		if p.serving.Add(-1) == 0 {
+			p.pipes.drain()
+		}
+	}()
+	s := &server{p: p, ln: ln}
+	s.dialCtx, s.cancelDial = context.WithCancel(context.Background())
+	defer s.cancelDial()
+
+	var bg sync.WaitGroup
+	stop := make(chan struct{})
+	bg.Go(func() {
+		select {
+		case <-ctx.Done():
+		case <-stop:
+		}
+		_ = ln.Close()
+	})
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	if p.cfg.IdleTimeout > 0 {
+		bg.Go(func() { s.sweep(sweepCtx, p.cfg.IdleTimeout) })
+	}
+
+	err := s.accept(ctx)
+	close(stop)
+	s.drain()
+	stopSweep()
+	bg.Wait()
+	return err
+}
+
+// accept runs the accept loop until ctx is done (nil) or a permanent accept error.
+func (s *server) accept(ctx context.Context) error {
+	var backoff time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !temporary(err) {
+				return fmt.Errorf("accept on %s: %w", s.ln.Addr(), err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.p.log.Warn("accept failed; backing off", "err", err, "backoff", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			continue
+		}
+		backoff = 0
+		s.admit(c)
+	}
+}
+
+// temporary reports accept errors worth retrying: resource exhaustion that closing connections relieves.
+func temporary(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// admit applies MaxConns and hands an accepted connection to its own goroutine.
+func (s *server) admit(c net.Conn) {
+	p := s.p
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		p.log.Error("proxy needs a TCP listener; closing connection", "type", fmt.Sprintf("%T", c))
+		_ = c.Close()
+		return
+	}
+	if n := p.open.Add(1); p.cfg.MaxConns > 0 && n > int64(p.cfg.MaxConns) {
+		p.open.Add(-1)
+		p.refusedMaxConns.Add(1)
+		p.cfg.Metrics.refusedInc(reasonMaxConns)
+		p.log.Debug("connection refused: max connections", "client", tc.RemoteAddr(), "max_conns", p.cfg.MaxConns)
+		reset(tc)
+		return
+	}
+	s.connWG.Add(1)
+	go s.handle(tc)
+}
+
+// handle dials a backend for client and runs the upstream pump itself; the downstream pump gets one goroutine.
+func (s *server) handle(client *net.TCPConn) {
+	defer s.connWG.Done()
+	p := s.p
+	bc, be, err := p.dial(s.dialCtx)
+	if err != nil {
+		p.open.Add(-1)
+		if s.dialCtx.Err() != nil {
+			reset(client) // shutting down
+			return
+		}
+		p.noBackend(client, err)
+		return
+	}
+	p.backendReachable(be)
+	p.setKeepAlive(client)
+
+	c := p.conns.Get().(*conn)
+	if err := c.reset(s, be, client, bc); err != nil || !s.track(c) {
+		if err != nil {
+			p.log.Error("proxy connection setup failed", "err", err)
+		}
+		c.closeBoth(true)
+		s.finish(c)
+		return
+	}
+	s.connWG.Add(1)
+	go c.pumpDown()
+	c.runPump(&c.up)
+}
+
+// release ends a connection whose pumps both returned.
+func (s *server) release(c *conn) {
+	c.closeBoth(false)
+	s.untrack(c)
+	s.finish(c)
+}
+
+// finish updates counters and recycles c.
+func (s *server) finish(c *conn) {
+	p := s.p
+	c.be.activeN.Add(-1)
+	gaugeAdd(c.be.m.active, -1)
+	p.open.Add(-1)
+	c.clear()
+	p.conns.Put(c)
+}
+
+// track adds c to the open set, or reports false when the server is force-closing.
+func (s *server) track(c *conn) bool {
+	var now int64
+	if s.p.cfg.IdleTimeout > 0 {
+		now = time.Now().UnixNano()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	c.lastSeen = now
+	c.next = s.head
+	if s.head != nil {
+		s.head.prev = c
+	}
+	s.head = c
+	s.n++
+	return true
+}
+
+func (s *server) untrack(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else if s.head == c {
+		s.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next = nil, nil
+	s.n--
+}
+
+// drain waits up to DrainTimeout for connections to end, then closes the rest and waits for their goroutines.
+func (s *server) drain() {
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(done)
+	}()
+	s.mu.Lock()
+	n := s.n
+	s.mu.Unlock()
+	if n > 0 {
+		s.p.log.Info("draining connections", "open", n, "timeout", s.p.cfg.DrainTimeout)
+	}
+	t := time.NewTimer(s.p.cfg.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	s.cancelDial()
+	s.mu.Lock()
+	s.closing = true
+	n = 0
+	for c := s.head; c != nil; c = c.next {
+		c.closeBoth(false)
+		n++
+	}
+	s.mu.Unlock()
+	s.p.log.Warn("drain timeout: closed open connections", "closed", n, "timeout", s.p.cfg.DrainTimeout)
+	<-done
+}
+
+// sweep closes connections that moved no byte for idle, checking every idle/4.
+func (s *server) sweep(ctx context.Context, idle time.Duration) {
+	t := time.NewTicker(max(idle/4, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.closeIdle(now.UnixNano(), int64(idle))
+		}
+	}
+}
+
+func (s *server) closeIdle(now, idle int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := s.head; c != nil; c = c.next {
+		if c.touched.Swap(false) {
+			c.lastSeen = now
+			continue
+		}
+		if now-c.lastSeen >= idle && !c.closed.Load() {
+			s.p.log.Debug("idle timeout: closing connection", "backend", c.be.addr, "client", c.client.RemoteAddr())
+			c.closeBoth(false)
+		}
+	}
+}
