@@ -1,0 +1,28 @@
+# bench.mk — benchmark targets, included by the top Makefile (which defines GO, BIN and LDFLAGS).
+#
+#   make bench           proxy benchmark on loopback (direct | vipd | HAProxy if installed), then the cluster's
+#                        election benchmarks. HAProxy leg: apt-get install -y haproxy.
+#   make bench-failover  VIP failover in network namespaces (needs root, ip, nft); prints outage tables.
+#
+# BENCH_FLAGS / FAILOVER_FLAGS pass extra flags, e.g. make bench BENCH_FLAGS='-duration 2s -idle 3000'.
+
+BENCH_FLAGS    ?=
+FAILOVER_FLAGS ?=
+
+.PHONY: bench bench-proxy bench-election bench-failover
+
+bench: bench-proxy bench-election
+
+bench-proxy:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/vipd ./cmd/vipd
+	$(GO) build -trimpath -o $(BIN)/proxybench ./bench/proxybench
+	$(BIN)/proxybench -vipd $(BIN)/vipd $(BENCH_FLAGS)
+
+bench-election:
+	$(GO) test -run '^$$' -bench Failover -benchtime 1x ./cluster/
+
+bench-failover:
+	@if [ "$$(id -u)" != 0 ]; then echo "bench-failover needs root (network namespaces)"; exit 1; fi
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/vipd ./cmd/vipd
+	$(GO) build -trimpath -o $(BIN)/failoverbench ./bench/failoverbench
+	$(BIN)/failoverbench -vipd $(BIN)/vipd $(FAILOVER_FLAGS)
