@@ -19,17 +19,16 @@ import (
 )
 
 type options struct {
-	vipd      string
-	dur       time.Duration
-	streams   int
-	workers   int
-	perSec    int
-	idle      int
-	backends  int
-	proxyCPU  int
-	loadCPU   int
-	only      string
-	keepFiles bool
+	vipd     string
+	dur      time.Duration
+	streams  int
+	workers  int
+	perSec   int
+	idle     int
+	backends int
+	proxyCPU int
+	loadCPU  int
+	only     string
 }
 
 func main() {
@@ -44,8 +43,14 @@ func main() {
 	flag.IntVar(&o.proxyCPU, "proxy-cpu", 0, "CPU the proxy under test is pinned to")
 	flag.IntVar(&o.loadCPU, "load-cpu", 1, "CPU the load generator and backends are pinned to")
 	flag.StringVar(&o.only, "only", "direct,vipd,haproxy", "comma-separated targets to run")
+	netns := flag.Bool("netns", true, "as root, run in a private network namespace (own loopback, no conntrack)")
 	flag.Parse()
 
+	if *netns {
+		if code, launcher := inPrivateNetns(); launcher {
+			os.Exit(code)
+		}
+	}
 	os.Exit(run(o))
 }
 
