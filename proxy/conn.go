@@ -38,10 +38,17 @@ func (c *conn) reset(s *server, be *backend, client, backend *net.TCPConn) error
 	c.closed.Store(false)
 	c.touched.Store(false)
 	c.lastSeen, c.prev, c.next = 0, nil, nil
-	if err := c.up.reset(c, true, client, backend); err != nil {
+	crc, err := client.SyscallConn()
+	if err != nil {
 		return err
 	}
-	return c.down.reset(c, false, backend, client)
+	brc, err := backend.SyscallConn()
+	if err != nil {
+		return err
+	}
+	c.up.reset(c, true, client, backend, crc, brc)
+	c.down.reset(c, false, backend, client, brc, crc)
+	return nil
 }
 
 // clear drops references before the conn goes back to the pool.
@@ -61,11 +68,13 @@ func (c *conn) pumpDown() {
 // runPump runs one direction to its end: on EOF it propagates the half-close to the other side; on an error
 // it closes both sockets so the other direction ends too. The last direction releases the conn.
 func (c *conn) runPump(d *pump) {
-	if err := d.run(); err == nil {
-		// EOF from src: tell dst we will send no more, but keep reading its reply.
-		_ = d.dst.CloseWrite()
-	} else {
+	err := d.run()
+	if err != nil {
 		c.fail(d, err)
+	} else if c.running.Load() > 1 {
+		// EOF from src while the other direction still runs: tell dst we will send no more, but keep
+		// reading its reply. When this is the last direction, release's close sends the FIN anyway.
+		_ = d.dst.CloseWrite()
 	}
 	if c.running.Add(-1) == 0 {
 		c.s.release(c)

@@ -43,15 +43,9 @@ func (d *pump) bind() {
 }
 
 // reset prepares d for a new connection.
-func (d *pump) reset(c *conn, upstream bool, src, dst *net.TCPConn) error {
-	d.c, d.upstream, d.src, d.dst = c, upstream, src, dst
+func (d *pump) reset(c *conn, upstream bool, src, dst *net.TCPConn, srcRC, dstRC syscall.RawConn) {
+	d.c, d.upstream, d.src, d.dst, d.srcRC, d.dstRC = c, upstream, src, dst, srcRC, dstRC
 	d.hasPipe, d.buffered, d.n, d.err, d.moved = false, 0, 0, nil, 0
-	var err error
-	if d.srcRC, err = src.SyscallConn(); err != nil {
-		return err
-	}
-	d.dstRC, err = dst.SyscallConn()
-	return err
 }
 
 // clear drops references so a pooled conn does not pin sockets.
