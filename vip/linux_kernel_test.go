@@ -260,3 +260,56 @@ func TestAnnouncementMovesClientNeighbourCache(t *testing.T) {
 		})
 	}
 }
+
+func TestResolveInterface(t *testing.T) {
+	l := newLAN(t, 1)
+	a := l.nodes[0]
+	tests := []struct {
+		name    string
+		iface   string
+		vips    []netip.Prefix
+		want    string
+		wantErr bool
+	}{
+		{"by subnet", "", []netip.Prefix{nsVIP4}, a.ifname, false},
+		{"dual stack", "", []netip.Prefix{nsVIP4, nsVIP6}, a.ifname, false},
+		{"explicit", a.ifname, []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}, a.ifname, false},
+		{"explicit missing", "nope0", []netip.Prefix{nsVIP4}, "", true},
+		{"no subnet", "", []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}, "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got string
+			var err error
+			a.do(t, func() { got, err = vip.ResolveInterface(tc.iface, tc.vips) })
+			if tc.wantErr {
+				if !errors.Is(err, vip.ErrInterface) || !strings.Contains(err.Error(), "-interface") {
+					t.Fatalf("err = %v, want ErrInterface naming -interface", err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+	// A second interface in the same subnet makes the choice ambiguous.
+	sh(t, "ip", "-n", a.name, "link", "add", "side0", "type", "veth", "peer", "name", "side1")
+	sh(t, "ip", "-n", a.name, "addr", "add", "10.77.0.200/24", "dev", "side0")
+	var err error
+	a.do(t, func() { _, err = vip.ResolveInterface("", []netip.Prefix{nsVIP4}) })
+	if !errors.Is(err, vip.ErrInterface) || !strings.Contains(err.Error(), "side0") {
+		t.Fatalf("err = %v, want an ambiguity error naming side0", err)
+	}
+}
+
+func TestNewLinuxKernelRejectsDownInterface(t *testing.T) {
+	l := newLAN(t, 1)
+	a := l.nodes[0]
+	sh(t, "ip", "-n", a.name, "link", "set", a.ifname, "down")
+	var err error
+	a.do(t, func() { _, err = vip.NewLinuxKernel(a.ifname, nil) })
+	if !errors.Is(err, vip.ErrInterface) || !strings.Contains(err.Error(), "down") {
+		t.Fatalf("err = %v, want ErrInterface saying the interface is down", err)
+	}
+}
