@@ -306,3 +306,20 @@ func expectClosed(t testing.TB, c net.Conn, d time.Duration) time.Duration {
 func isReset(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
+
+// expectRefused connects to addr and asserts the proxy turns the connection away within d: either the
+// connect itself already sees the reset (the proxy was that quick) or the first read does.
+func expectRefused(t testing.TB, addr string, d time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c, err := net.DialTimeout("tcp", addr, d)
+	if err != nil {
+		if !isReset(err) {
+			t.Fatalf("dial: %v; want success or connection reset", err)
+		}
+		return time.Since(start)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	expectClosed(t, c, d)
+	return time.Since(start)
+}

@@ -123,8 +123,7 @@ func TestNoHealthyBackendResetsAtOnceAndLogsOncePerOutage(t *testing.T) {
 	tp := startProxy(t, Config{Logger: slog.New(counter), Metrics: m}, fb)
 
 	for i := range 5 {
-		c := dial(t, tp.addr)
-		if took := expectClosed(t, c, 2*time.Second); took > 500*time.Millisecond {
+		if took := expectRefused(t, tp.addr, 2*time.Second); took > 500*time.Millisecond {
 			t.Fatalf("conn %d closed after %v; want an immediate reset", i, took)
 		}
 	}
@@ -132,21 +131,20 @@ func TestNoHealthyBackendResetsAtOnceAndLogsOncePerOutage(t *testing.T) {
 	dead := startBackend(t, echo)
 	dead.kill()
 	fb.set(dead.addr)
-	c := dial(t, tp.addr)
-	expectClosed(t, c, 2*time.Second)
+	expectRefused(t, tp.addr, 2*time.Second)
 	if n := counter.count("no healthy backend"); n != 1 {
 		t.Fatalf("outage logged %d times, want once", n)
 	}
 
 	live := startBackend(t, echo)
 	fb.set(live.addr)
-	c = dial(t, tp.addr)
+	c := dial(t, tp.addr)
 	if reply, err := roundTrip(c, "x"); err != nil || reply != "x" {
 		t.Fatalf("echo after recovery: %q, %v", reply, err)
 	}
 	fb.set()
-	expectClosed(t, dial(t, tp.addr), 2*time.Second)
-	expectClosed(t, dial(t, tp.addr), 2*time.Second)
+	expectRefused(t, tp.addr, 2*time.Second)
+	expectRefused(t, tp.addr, 2*time.Second)
 	if n := counter.count("no healthy backend"); n != 2 {
 		t.Fatalf("two outages logged %d times, want 2", n)
 	}
@@ -226,7 +224,7 @@ func TestMaxConnsRefusesOverLimit(t *testing.T) {
 			t.Fatalf("echo under the limit: %q, %v", r, err)
 		}
 	}
-	if took := expectClosed(t, dial(t, tp.addr), 2*time.Second); took > 500*time.Millisecond {
+	if took := expectRefused(t, tp.addr, 2*time.Second); took > 500*time.Millisecond {
 		t.Fatalf("over-limit connection closed after %v; want immediately", took)
 	}
 	if got := tp.p.Counters().RefusedMaxConns; got != 1 {
