@@ -9,6 +9,8 @@ export CGO_ENABLED := 0
 
 all: build
 
+include integration.mk bench.mk
+
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/vipd ./cmd/vipd
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/apiserver ./integration/apiserver

@@ -1,0 +1,196 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vipd/vipd/health"
+	"github.com/vipd/vipd/vip"
+)
+
+// routes is the admin API. Read-only routes are GETs; the two that change the cluster are POSTs so a stray
+// browser visit or scrape cannot make a node leave.
+func (a *Agent) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", a.handleHealthz)
+	mux.HandleFunc("GET /v1/backends", a.handleBackends)
+	mux.HandleFunc("GET /v1/members", a.handleMembers)
+	mux.HandleFunc("GET /v1/status", a.handleStatus)
+	mux.HandleFunc("POST /v1/leave", a.handleLeave)
+	mux.HandleFunc("POST /v1/force-leave", a.handleForceLeave)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// handleHealthz answers 200 when this node can serve: listener up and at least -min-healthy backends healthy.
+// A load balancer in front of several vipd nodes, or a supervisor, can use it like Envoy's /ready.
+func (a *Agent) handleHealthz(w http.ResponseWriter, _ *http.Request) {
+	if a.node == nil {
+		fmt.Fprintln(w, "ok (witness)")
+		return
+	}
+	st := a.node.Status()
+	if !st.Healthy {
+		http.Error(w, "unhealthy: "+st.Reason, http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintf(w, "ok: %d/%d backends healthy\n", st.HealthyBackends, st.TotalBackends)
+}
+
+func (a *Agent) handleBackends(w http.ResponseWriter, _ *http.Request) {
+	resp := BackendsResponse{Backends: []BackendInfo{}}
+	if a.monitor == nil {
+		writeJSON(w, resp)
+		return
+	}
+	active := map[string]struct {
+		active int64
+		total  uint64
+	}{}
+	for _, s := range a.proxy.Stats() {
+		active[s.Addr] = struct {
+			active int64
+			total  uint64
+		}{int64(s.Active), uint64(s.Total)}
+	}
+	for _, b := range a.monitor.Backends() {
+		resp.Backends = append(resp.Backends, BackendInfo{
+			Addr:       b.Addr,
+			State:      b.State.String(),
+			LastCheck:  b.LastCheck,
+			LastError:  b.LastError,
+			LatencyMS:  float64(b.Latency) / float64(time.Millisecond),
+			Active:     active[b.Addr].active,
+			Total:      active[b.Addr].total,
+			StateSince: b.Since,
+		})
+	}
+	writeJSON(w, resp)
+}
+
+func (a *Agent) handleMembers(w http.ResponseWriter, _ *http.Request) {
+	if a.cluster == nil {
+		st := a.nodeStatus()
+		writeJSON(w, MembersResponse{
+			Self: a.cfg.Node,
+			Members: []Member{{
+				Name: a.cfg.Node, Status: "alive", Role: "none", Healthy: st.Healthy, ListenerUp: st.ListenerUp,
+				HealthyBackends: st.HealthyBackends, TotalBackends: st.TotalBackends, Version: a.opts.Version,
+			}},
+			Note: "no cluster: this agent runs as a proxy alone (start it with -join or -bootstrap-expect to form one)",
+		})
+		return
+	}
+	writeJSON(w, a.members())
+}
+
+func (a *Agent) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	st := a.nodeStatus()
+	resp := StatusResponse{
+		Node:         a.cfg.Node,
+		Role:         "none",
+		VIPs:         a.cfg.VIPs,
+		Healthy:      st.Healthy,
+		HealthReason: st.Reason,
+		Version:      a.opts.Version,
+	}
+	if resp.VIPs == nil {
+		resp.VIPs = []string{}
+	}
+	if a.vip != nil {
+		resp.VIPHeld = a.vip.Held()
+	}
+	if a.cluster != nil {
+		cs := a.cluster.Status()
+		resp.Cluster = true
+		resp.Role = string(cs.Role)
+		resp.Term = cs.Term
+		resp.Leader = cs.LeaderName
+		resp.LeaderAddr = cs.LeaderAddr
+		if !cs.LastContact.IsZero() {
+			resp.LastContact = time.Since(cs.LastContact)
+		}
+		resp.Problem = cs.Problem
+		resp.CommitIndex = cs.CommitIndex
+		resp.AppliedIndex = cs.AppliedIndex
+		resp.Voters = cs.Voters
+	}
+	writeJSON(w, resp)
+}
+
+// handleLeave makes the agent release the VIP, leave the cluster and exit, answering once the leave is done.
+func (a *Agent) handleLeave(w http.ResponseWriter, r *http.Request) {
+	reply := make(chan error, 1)
+	select {
+	case a.leaveReq <- reply:
+	case <-r.Context().Done():
+		return
+	}
+	select {
+	case err := <-reply:
+		if err != nil {
+			http.Error(w, "leave: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "left")
+	case <-r.Context().Done():
+	}
+}
+
+func (a *Agent) handleForceLeave(w http.ResponseWriter, r *http.Request) {
+	node := r.URL.Query().Get("node")
+	if node == "" {
+		http.Error(w, "name the node: ?node=NAME", http.StatusBadRequest)
+		return
+	}
+	if a.cluster == nil {
+		http.Error(w, "no cluster: this agent runs as a proxy alone", http.StatusConflict)
+		return
+	}
+	if err := a.cluster.ForceLeave(node); err != nil {
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	}
+	fmt.Fprintf(w, "removed %s\n", node)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
+		return // the client went away; nothing to tell it
+	}
+}
+
+// nodeStatus is this node's health; a witness has none and reports why.
+func (a *Agent) nodeStatus() health.NodeStatus {
+	if a.node == nil {
+		return health.NodeStatus{Reason: "witness: no proxy"}
+	}
+	return a.node.Status()
+}
+
+// nodeHealth feeds this node's own health into the VIP manager's gate.
+type nodeHealth struct{ n *health.Node }
+
+func (h nodeHealth) Status() vip.NodeHealth {
+	st := h.n.Status()
+	return vip.NodeHealth{Healthy: st.Healthy, Reason: st.Reason}
+}
+
+func (h nodeHealth) Subscribe() (<-chan struct{}, func()) { return h.n.Subscribe() }
+
+// witnessHealth is the health of a witness: never healthy, so the VIP manager always hands leadership on.
+type witnessHealth struct{}
+
+func (witnessHealth) Status() vip.NodeHealth {
+	return vip.NodeHealth{Reason: "witness: votes but never holds the VIP"}
+}
+
+func (witnessHealth) Subscribe() (<-chan struct{}, func()) { return nil, func() {} }

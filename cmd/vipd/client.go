@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vipd/vipd/agent"
+)
+
+// clientFlags are the flags every command that talks to a running agent shares.
+type clientFlags struct {
+	httpAddr string
+	format   string
+}
+
+func parseClientFlags(name string, args []string, stdout io.Writer, withFormat bool) (clientFlags, []string, error) {
+	var cf clientFlags
+	fs := flag.NewFlagSet("vipd "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&cf.httpAddr, "http-addr", "127.0.0.1:7948", "admin API address of the local agent")
+	if withFormat {
+		fs.StringVar(&cf.format, "format", "table", "output format: table or json")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout, fmt.Sprintf("Usage: vipd %s [flags]\n\nFlags:\n", name), fs)
+			return cf, nil, err
+		}
+		return cf, nil, usageError{fmt.Sprintf("vipd %s: %v (see vipd %s -h)", name, err, name)}
+	}
+	if withFormat && cf.format != "table" && cf.format != "json" {
+		return cf, nil, usageError{fmt.Sprintf("vipd %s: -format: %q is not table or json", name, cf.format)}
+	}
+	return cf, fs.Args(), nil
+}
+
+// apiCall asks the local agent's admin API; a connection error says how to reach the agent.
+func apiCall(ctx context.Context, method, addr, path string, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, nil)
+	if err != nil {
+		return usageError{fmt.Sprintf("vipd: -http-addr %q: %v", addr, err)}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the agent's admin API at %s (is `vipd agent` running? set -http-addr): %w", addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("read %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %s", method, path, strings.TrimSpace(string(body)))
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	return nil
+}
+
+func runMembers(ctx context.Context, args []string, stdout io.Writer) error {
+	cf, _, err := parseClientFlags("members", args, stdout, true)
+	if err != nil {
+		return err
+	}
+	var resp agent.MembersResponse
+	if err := apiCall(ctx, http.MethodGet, cf.httpAddr, "/v1/members", &resp); err != nil {
+		return err
+	}
+	if cf.format == "json" {
+		return writeJSON(stdout, resp)
+	}
+	writeMembersTable(stdout, resp)
+	return nil
+}
+
+func writeMembersTable(w io.Writer, resp agent.MembersResponse) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tSTATUS\tROLE\tHEALTH\tVIP")
+	for _, m := range resp.Members {
+		name := m.Name
+		if m.Leader {
+			name += " *"
+		}
+		vip := ""
+		if m.VIPHeld {
+			vip = "holder"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, m.Addr, m.Status, m.Role, healthText(m), vip)
+	}
+	tw.Flush()
+	if resp.Note != "" {
+		fmt.Fprintf(w, "\n%s\n", resp.Note)
+	}
+}
+
+func healthText(m agent.Member) string {
+	switch {
+	case m.Witness:
+		return "witness"
+	case m.Status != "alive" && m.Status != "suspect":
+		return "-"
+	case !m.ListenerUp:
+		return "unhealthy (listener down)"
+	case m.Healthy:
+		return fmt.Sprintf("healthy %d/%d", m.HealthyBackends, m.TotalBackends)
+	}
+	return fmt.Sprintf("unhealthy %d/%d", m.HealthyBackends, m.TotalBackends)
+}
+
+func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
+	cf, _, err := parseClientFlags("status", args, stdout, true)
+	if err != nil {
+		return err
+	}
+	var st agent.StatusResponse
+	if err := apiCall(ctx, http.MethodGet, cf.httpAddr, "/v1/status", &st); err != nil {
+		return err
+	}
+	if cf.format == "json" {
+		return writeJSON(stdout, st)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	leader := st.Leader
+	if leader == "" {
+		leader = "none"
+	}
+	rows := [][2]string{
+		{"Node", st.Node},
+		{"Role", st.Role},
+		{"Leader", strings.TrimSpace(leader + " " + st.LeaderAddr)},
+		{"Term", fmt.Sprint(st.Term)},
+		{"Last contact", st.LastContact.String()},
+		{"Commit index", fmt.Sprint(st.CommitIndex)},
+		{"Applied index", fmt.Sprint(st.AppliedIndex)},
+		{"Voters", fmt.Sprint(st.Voters)},
+		{"VIPs", strings.Join(st.VIPs, ", ")},
+		{"VIP held", fmt.Sprint(st.VIPHeld)},
+		{"Healthy", strings.TrimSpace(fmt.Sprint(st.Healthy) + " " + st.HealthReason)},
+		{"Version", st.Version},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
+	}
+	return tw.Flush()
+}
+
+func runLeave(ctx context.Context, args []string, stdout io.Writer) error {
+	cf, _, err := parseClientFlags("leave", args, stdout, false)
+	if err != nil {
+		return err
+	}
+	if err := apiCall(ctx, http.MethodPost, cf.httpAddr, "/v1/leave", nil); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "left the cluster; the agent is shutting down")
+	return nil
+}
+
+func runForceLeave(ctx context.Context, args []string, stdout io.Writer) error {
+	cf, rest, err := parseClientFlags("force-leave", args, stdout, false)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usageError{"vipd force-leave: name exactly one failed node: vipd force-leave NODE"}
+	}
+	if err := apiCall(ctx, http.MethodPost, cf.httpAddr, "/v1/force-leave?node="+url.QueryEscape(rest[0]), nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "removed %s from the cluster\n", rest[0])
+	return nil
+}
+
+func runKeygen(args []string, stdout io.Writer) error {
+	if len(args) > 0 {
+		return usageError{"vipd keygen: takes no arguments"}
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return fmt.Errorf("read random key: %w", err)
+	}
+	fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(key))
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/vipd/vipd/agent"
+)
+
+// listFlag is a repeatable flag that also takes comma-separated values. The first use on the command line
+// replaces what the config file said, so flags win over the file for lists too instead of appending to it.
+type listFlag struct {
+	dst     *[]string
+	touched bool
+}
+
+func (l *listFlag) String() string {
+	if l.dst == nil {
+		return ""
+	}
+	return strings.Join(*l.dst, ",")
+}
+
+func (l *listFlag) Set(v string) error {
+	if !l.touched {
+		*l.dst = nil
+		l.touched = true
+	}
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*l.dst = append(*l.dst, part)
+		}
+	}
+	return nil
+}
+
+// agentFlags binds every agent flag to cfg. Defaults shown by -h are cfg's current values.
+func agentFlags(fs *flag.FlagSet, cfg *agent.Config, configFile *string) {
+	fs.StringVar(configFile, "config", "", "YAML file with any of these settings (keys are the flag names); flags win over the file")
+
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address the proxy accepts client connections on")
+	fs.Var(&listFlag{dst: &cfg.Backends}, "backend", "upstream host:port; repeatable or comma-separated (required unless -witness)")
+	fs.StringVar(&cfg.Balance, "balance", cfg.Balance, "balancing over healthy backends: round-robin or least-conn")
+	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", cfg.DialTimeout, "timeout for connecting to a backend")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close a connection idle this long in both directions (0 = never)")
+	fs.DurationVar(&cfg.KeepAlive, "keepalive", cfg.KeepAlive, "TCP keepalive period on client and backend sockets")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "refuse connections beyond this many open ones (0 = unlimited)")
+	fs.IntVar(&cfg.Retries, "retries", cfg.Retries, "extra backends to try when a dial fails (0 = up to 2)")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "on SIGTERM, how long open connections may finish before they are closed")
+
+	fs.StringVar(&cfg.Check, "check", cfg.Check, "active health check: tcp, http or https")
+	fs.StringVar(&cfg.CheckPath, "check-path", cfg.CheckPath, "path for http/https checks; 2xx is healthy")
+	fs.DurationVar(&cfg.CheckInterval, "check-interval", cfg.CheckInterval, "time between checks of one backend")
+	fs.DurationVar(&cfg.CheckTimeout, "check-timeout", cfg.CheckTimeout, "timeout of one check")
+	fs.IntVar(&cfg.Rise, "rise", cfg.Rise, "consecutive successes that make a down backend healthy")
+	fs.IntVar(&cfg.Fall, "fall", cfg.Fall, "consecutive failures that make a backend unhealthy")
+	fs.StringVar(&cfg.CheckCAFile, "check-ca-file", cfg.CheckCAFile, "PEM CA bundle that verifies https backends")
+	fs.StringVar(&cfg.CheckCertFile, "check-cert-file", cfg.CheckCertFile, "PEM client certificate for https checks")
+	fs.StringVar(&cfg.CheckKeyFile, "check-key-file", cfg.CheckKeyFile, "PEM key of -check-cert-file")
+	fs.BoolVar(&cfg.CheckInsecure, "check-insecure-skip-verify", cfg.CheckInsecure, "do not verify backend certificates in https checks")
+	fs.IntVar(&cfg.MinHealthy, "min-healthy", cfg.MinHealthy, "this node is healthy with at least this many healthy backends")
+
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "admin API: /healthz, /metrics, /v1/backends, /v1/members, /v1/status")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
+
+	fs.StringVar(&cfg.Node, "node", cfg.Node, "this node's unique name in the cluster")
+	fs.StringVar(&cfg.Bind, "bind", cfg.Bind, "IP address for gossip and Raft (must be on this host)")
+	fs.StringVar(&cfg.Advertise, "advertise", cfg.Advertise, "IP address peers should use, when it differs from -bind (NAT)")
+	fs.IntVar(&cfg.GossipPort, "gossip-port", cfg.GossipPort, "memberlist gossip port (TCP and UDP)")
+	fs.IntVar(&cfg.RaftPort, "raft-port", cfg.RaftPort, "Raft port (TCP)")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for Raft's log and snapshots, kept across restarts (required in a cluster; with -dev, empty means throwaway state)")
+	fs.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", cfg.BootstrapExpect, "form a new cluster once this many nodes see each other")
+	fs.Var(&listFlag{dst: &cfg.Join}, "join", "peer host or host:port to join; repeatable, retried with backoff until one answers")
+	fs.StringVar(&cfg.Encrypt, "encrypt", cfg.Encrypt, "base64 gossip encryption key (16, 24 or 32 bytes); make one with `vipd keygen`")
+	fs.BoolVar(&cfg.Dev, "dev", cfg.Dev, "run a single-node cluster to try vipd out")
+	fs.DurationVar(&cfg.RaftHeartbeat, "raft-heartbeat", cfg.RaftHeartbeat, "Raft heartbeat timeout: followers start an election after this silence")
+	fs.DurationVar(&cfg.RaftElection, "raft-election", cfg.RaftElection, "Raft election timeout")
+	fs.DurationVar(&cfg.RaftLease, "raft-lease", cfg.RaftLease, "leader lease: a leader that cannot reach a quorum this long steps down and drops the VIP")
+
+	fs.Var(&listFlag{dst: &cfg.VIPs}, "vip", "virtual IP with prefix length, e.g. 10.0.0.50/24; repeatable for dual stack")
+	fs.StringVar(&cfg.Interface, "interface", cfg.Interface, "interface to announce the VIP on (default: the one whose subnet holds the VIP)")
+	fs.BoolVar(&cfg.GARP, "garp", cfg.GARP, "announce the VIP with gratuitous ARP / unsolicited NA on takeover")
+	fs.DurationVar(&cfg.GARPRefresh, "garp-refresh", cfg.GARPRefresh, "re-announce the VIP this often while holding it")
+	fs.IntVar(&cfg.Priority, "priority", cfg.Priority, "prefer this node for the VIP over healthy peers of lower priority (0 = no preemption)")
+	fs.DurationVar(&cfg.PreemptDelay, "preempt-delay", cfg.PreemptDelay, "with -priority, how long a leader must be stable before it hands over to a higher priority")
+	fs.BoolVar(&cfg.Witness, "witness", cfg.Witness, "vote in Raft but never hold the VIP or proxy (a tie-breaker for two-node setups)")
+	fs.StringVar(&cfg.OnAcquire, "on-acquire", cfg.OnAcquire, "command (sh -c) run after this node takes the VIP")
+	fs.StringVar(&cfg.OnRelease, "on-release", cfg.OnRelease, "command (sh -c) run after this node drops the VIP")
+	fs.DurationVar(&cfg.HookTimeout, "hook-timeout", cfg.HookTimeout, "timeout of -on-acquire and -on-release")
+}
+
+// usageError is bad input on the command line or in the config file: the CLI prints it and exits 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// parseAgentConfig turns `vipd agent` arguments into a validated config: defaults, then the -config file, then
+// the flags given on the command line.
+func parseAgentConfig(args []string, stdout io.Writer) (agent.Config, error) {
+	// First pass only to learn -config; the second pass re-applies every flag on top of the file.
+	var configFile string
+	probe := flag.NewFlagSet("vipd agent", flag.ContinueOnError)
+	probe.SetOutput(io.Discard)
+	probeCfg := agent.Default()
+	agentFlags(probe, &probeCfg, &configFile)
+	if err := probe.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout, agentUsage, probe)
+			return agent.Config{}, err
+		}
+		return agent.Config{}, usageError{fmt.Sprintf("vipd agent: %v (see vipd agent -h)", err)}
+	}
+	if probe.NArg() > 0 {
+		return agent.Config{}, usageError{fmt.Sprintf("vipd agent: unexpected argument %q: every setting is a -flag (see vipd agent -h)", probe.Arg(0))}
+	}
+
+	cfg := agent.Default()
+	if configFile != "" {
+		if err := loadConfigFile(configFile, &cfg); err != nil {
+			return agent.Config{}, err
+		}
+	}
+	fs := flag.NewFlagSet("vipd agent", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	agentFlags(fs, &cfg, &configFile)
+	if err := fs.Parse(args); err != nil {
+		return agent.Config{}, usageError{fmt.Sprintf("vipd agent: %v", err)}
+	}
+	if err := cfg.Validate(); err != nil {
+		return agent.Config{}, usageError{"vipd agent: " + strings.TrimPrefix(err.Error(), agent.ErrInvalid.Error()+": ")}
+	}
+	return cfg, nil
+}
+
+// loadConfigFile reads the YAML file strictly: an unknown key is an error, not a silently ignored typo.
+func loadConfigFile(path string, cfg *agent.Config) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return usageError{fmt.Sprintf("vipd agent: -config %s: cannot read: %v", path, errors.Unwrap(err))}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+		msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:; ")
+		msg = strings.ReplaceAll(msg, " in type agent.Config", "")
+		return usageError{fmt.Sprintf("vipd agent: -config %s: %s (keys are the flag names without '-', see vipd agent -h)", path, strings.TrimSpace(msg))}
+	}
+	return nil
+}
+
+const agentUsage = `Usage: vipd agent -listen :6443 -backend host:port [-backend …] [cluster and VIP flags]
+
+Runs the proxy, its health checks and, with -join/-bootstrap-expect/-dev, the cluster member that may hold the VIP.
+Every flag can also be set in the -config YAML file under the flag's name; flags win over the file.
+
+Flags:
+`
+
+func printUsage(w io.Writer, head string, fs *flag.FlagSet) {
+	fmt.Fprint(w, head)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBadInputExitsTwoNamingTheFlag(t *testing.T) {
+	dir := t.TempDir()
+	emptyCA := filepath.Join(dir, "empty.pem")
+	if err := os.WriteFile(emptyCA, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badYAML := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(badYAML, []byte("listen: [unclosed\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unknownKey := filepath.Join(dir, "unknown.yaml")
+	if err := os.WriteFile(unknownKey, []byte("backend: [127.0.0.1:1]\nbackends: [x]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"agent", "-http-addr", "127.0.0.1:0", "-listen", "127.0.0.1:0"}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"agent", "-nope"}, "-nope"},
+		{"no backend", base, "-backend"},
+		{"malformed backend", append(base, "-backend", "10.0.0.1"), "-backend"},
+		{"port out of range", append(base, "-backend", "10.0.0.1:70000"), "out of range"},
+		{"duplicate backend", append(base, "-backend", "10.0.0.1:6443,10.0.0.1:6443"), "listed twice"},
+		{"negative timeout", append(base, "-backend", "10.0.0.1:6443", "-dial-timeout", "-1s"), "-dial-timeout"},
+		{"rise zero", append(base, "-backend", "10.0.0.1:6443", "-rise", "0"), "-rise"},
+		{"fall zero", append(base, "-backend", "10.0.0.1:6443", "-fall", "0"), "-fall"},
+		{"bad check", append(base, "-backend", "10.0.0.1:6443", "-check", "icmp"), "-check"},
+		{"missing CA file", append(base, "-backend", "10.0.0.1:6443", "-check", "https", "-check-ca-file", filepath.Join(dir, "nope.pem")), "-check-ca-file"},
+		{"CA file without cert", append(base, "-backend", "10.0.0.1:6443", "-check", "https", "-check-ca-file", emptyCA), "-check-ca-file"},
+		{"unreadable config", append(base, "-config", filepath.Join(dir, "missing.yaml")), "-config"},
+		{"malformed config", append(base, "-config", badYAML), "-config"},
+		{"unknown config key", append(base, "-config", unknownKey), "backends"},
+		{"bad listen", []string{"agent", "-listen", "6443", "-backend", "10.0.0.1:6443"}, "-listen"},
+		{"bad encrypt", append(base, "-backend", "10.0.0.1:6443", "-dev", "-encrypt", "c2hvcnQ="), "-encrypt"},
+		{"vip without cluster", append(base, "-backend", "10.0.0.1:6443", "-vip", "10.0.0.50/24"), "-vip"},
+		{"vip without prefix", append(base, "-backend", "10.0.0.1:6443", "-dev", "-vip", "10.0.0.50"), "-vip"},
+		{"lease above heartbeat", append(base, "-backend", "10.0.0.1:6443", "-dev", "-raft-heartbeat", "100ms", "-raft-lease", "200ms"), "-raft-lease"},
+		{"join without bind", append(base, "-backend", "10.0.0.1:6443", "-join", "10.0.0.2", "-data-dir", dir), "-bind"},
+		{"stray argument", append(base, "extra"), "unexpected argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			start := time.Now()
+			code := run(tt.args, &stdout, &stderr)
+			if code != 2 {
+				t.Fatalf("exit code %d, want 2; stderr: %s", code, stderr.String())
+			}
+			msg := strings.TrimSpace(stderr.String())
+			if strings.Count(msg, "\n") != 0 {
+				t.Errorf("want one line, got:\n%s", msg)
+			}
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("message %q does not mention %q", msg, tt.want)
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Errorf("bad input took %s to reject: it must fail before starting anything", time.Since(start))
+			}
+		})
+	}
+}
+
+func TestHelpDocumentsEveryFlagWithDefaults(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"agent", "-h"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{"-listen", "(default \":6443\")", "-backend", "-check-interval", "(default 2s)", "-rise", "(default 2)", "-fall", "(default 3)", "-http-addr", "127.0.0.1:7948", "-join", "-vip", "-raft-lease", "-witness"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("vipd agent -h lacks %q", want)
+		}
+	}
+	stdout.Reset()
+	if code := run([]string{"-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "vipd agent") {
+		t.Errorf("vipd -h: exit %d, output %q", code, stdout.String())
+	}
+}
+
+func TestFlagsWinOverConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "vipd.yaml")
+	yaml := "listen: \":7000\"\nbackend: [10.0.0.1:6443, 10.0.0.2:6443]\nrise: 5\ncheck-interval: 3s\nbalance: least-conn\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseAgentConfig([]string{"-config", file, "--rise", "4", "-backend", "10.0.0.9:6443"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != ":7000" || cfg.CheckInterval != 3*time.Second || cfg.Balance != "least-conn" {
+		t.Errorf("file values lost: %+v", cfg)
+	}
+	if cfg.Rise != 4 {
+		t.Errorf("rise = %d, want the flag's 4", cfg.Rise)
+	}
+	if len(cfg.Backends) != 1 || cfg.Backends[0] != "10.0.0.9:6443" {
+		t.Errorf("backends = %v, want the flag's list to replace the file's", cfg.Backends)
+	}
+	if cfg.Fall != 3 {
+		t.Errorf("fall = %d, want default 3", cfg.Fall)
+	}
+}
+
+func TestBackendTakesRepeatsAndCommaLists(t *testing.T) {
+	cfg, err := parseAgentConfig([]string{"-backend", "10.0.0.1:6443,10.0.0.2:6443", "-backend", "10.0.0.3:6443"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.Backends, " "); got != "10.0.0.1:6443 10.0.0.2:6443 10.0.0.3:6443" {
+		t.Errorf("backends = %q", got)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"frobnicate"}, &stdout, &stderr); code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	if code := run([]string{"members", "-format", "xml"}, &stdout, &stderr); code != 2 {
+		t.Errorf("members -format xml: exit %d, want 2", code)
+	}
+	if code := run([]string{"force-leave"}, &stdout, &stderr); code != 2 {
+		t.Errorf("force-leave without a node: exit %d, want 2", code)
+	}
+}
