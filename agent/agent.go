@@ -52,6 +52,9 @@ type Agent struct {
 
 	// leaveReq carries POST /v1/leave to Run; the reply channel reports the leave's outcome.
 	leaveReq chan chan error
+	// ready is closed once the proxy and admin listeners are bound; proxyAddr and adminAddr are set before.
+	ready                chan struct{}
+	proxyAddr, adminAddr net.Addr
 }
 
 // New validates cfg, checks everything that can be checked before listening (certificate files, the VIP
@@ -70,6 +73,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		opts:     opts,
 		reg:      prometheus.NewRegistry(),
 		leaveReq: make(chan chan error),
+		ready:    make(chan struct{}),
 	}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -251,6 +255,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("-http-addr %s: %w", a.cfg.HTTPAddr, err)
 	}
+	if ln != nil {
+		a.proxyAddr = ln.Addr()
+	}
+	a.adminAddr = adminLn.Addr()
+	close(a.ready)
 	a.log.Info("vipd agent starting", "version", a.opts.Version, "listen", a.cfg.Listen, "backends", a.cfg.Backends,
 		"cluster", a.cfg.ClusterEnabled(), "vips", a.cfg.VIPs, "admin", adminLn.Addr().String())
 
@@ -358,6 +367,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Wait()
 	a.log.Info("vipd agent stopped")
 	return runErr
+}
+
+// Ready is closed once Run has bound its listeners; after that Addrs reports them. Tests and supervisors that
+// start an agent on port 0 use it to find the ports.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// Addrs returns the proxy's (nil for a witness) and the admin API's listening addresses, once Ready is closed.
+func (a *Agent) Addrs() (proxyAddr, adminAddr net.Addr) {
+	<-a.ready
+	return a.proxyAddr, a.adminAddr
 }
 
 // publishMeta keeps this node's gossip metadata (health, VIP held) level with reality, so peers choose a
