@@ -200,9 +200,9 @@ func (a *Agent) buildVIP() error {
 		a.closeKernel = k.Close
 		kernel = k
 	}
-	lease := cfg.RaftLease
-	if lease == 0 {
-		lease = cluster.DefaultLease
+	heartbeat := cfg.RaftHeartbeat
+	if heartbeat == 0 {
+		heartbeat = cluster.DefaultHeartbeat
 	}
 	m, err := vip.NewManager(vip.Config{
 		VIPs:           a.vips,
@@ -215,7 +215,7 @@ func (a *Agent) buildVIP() error {
 		OnAcquire:      cfg.OnAcquire,
 		OnRelease:      cfg.OnRelease,
 		HookTimeout:    cfg.HookTimeout,
-		VerifyInterval: lease / 2,
+		VerifyInterval: heartbeat, // raft's own lease check (shorter) is the primary fence; this is the second
 		Logger:         a.log.With("component", "vip"),
 		Metrics:        vip.NewMetrics(a.reg),
 	}, leadership{c: a.cluster, self: cfg.Node}, a.healthSource(), kernel)
