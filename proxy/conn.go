@@ -58,7 +58,13 @@ func (c *conn) clear() {
 	c.s, c.be, c.client, c.backend = nil, nil, nil, nil
 }
 
-// pumpDown is the extra goroutine's body.
+// pumpUp and pumpDown are the pump goroutines' bodies.
+func (c *conn) pumpUp() {
+	s := c.s // c may be recycled once the pump returns
+	defer s.connWG.Done()
+	c.runPump(&c.up)
+}
+
 func (c *conn) pumpDown() {
 	s := c.s // c may be recycled once the pump returns
 	defer s.connWG.Done()

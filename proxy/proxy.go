@@ -28,8 +28,10 @@ var (
 )
 
 const (
-	// pipeSize is the F_SETPIPE_SZ for splice pipes: bytes moved per splice pair on a busy connection.
-	pipeSize = 1 << 20
+	// pipeSize is the capacity of splice pipes: bytes moved per splice pair on a busy connection. The kernel
+	// default (64 KiB) measured faster than 256 KiB or 1 MiB pipes (4 loopback streams on one core: 11.0 vs
+	// 10.8 vs 10.4 Gbit/s), presumably because the pages stay cache-hot, and needs no F_SETPIPE_SZ call.
+	pipeSize = 64 << 10
 	// keepPipes bounds the free list: idle pipes kept for reuse (2 fds each).
 	keepPipes = 32
 )
@@ -69,9 +71,13 @@ func New(cfg Config, b Backends) (*Proxy, error) {
 		backends: b,
 		bal:      balancer{mode: cfg.Balance},
 		table:    newTable(cfg.Metrics),
-		pipes:    newPipePool(keepPipes, pipeSize),
+		pipes:    newPipePool(keepPipes, 0), // 0: keep the kernel's default size, pipeSize
 		chunk:    pipeSize,
 		dialer:   net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: cfg.KeepAlive},
+	}
+	if cfg.KeepAlive > 0 {
+		// Idle and interval alike, probe count left at the system default: 3 setsockopt calls, not 4.
+		p.dialer.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: cfg.KeepAlive, Interval: cfg.KeepAlive, Count: -1}
 	}
 	p.conns.New = func() any { return newConn() }
 	return p, nil
@@ -146,7 +152,8 @@ func (p *Proxy) backendReachable(be *backend) {
 	}
 }
 
-// setKeepAlive applies the configured keepalive to an accepted socket (the dialer does the backend side).
+// setKeepAlive applies the configured keepalive to an accepted socket (the dialer does the backend side;
+// sockets accepted from a Listen listener inherit it).
 func (p *Proxy) setKeepAlive(c *net.TCPConn) {
 	if p.cfg.KeepAlive < 0 {
 		_ = c.SetKeepAlive(false)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -18,7 +19,16 @@ type server struct {
 	// dialCtx is cancelled when draining gives up, so dials in progress end too.
 	dialCtx    context.Context
 	cancelDial context.CancelFunc
-	connWG     sync.WaitGroup // handler and pump goroutines
+	connWG     sync.WaitGroup // handler jobs and pump goroutines: what drain waits for
+
+	// Handler goroutines are reused: the dialer grows a goroutine's stack to several KiB, which a fresh
+	// goroutine per connection pays for again (morestack, copystack). Idle ones wait on handoff.
+	handoff      chan *net.TCPConn // unbuffered: a send succeeds only if an idle handler is waiting
+	quit         chan struct{}     // closed after drain: idle handlers exit
+	idleHandlers atomic.Int32
+	handlerWG    sync.WaitGroup
+
+	setKeepAlive bool // accepted sockets need keepalive set (not inherited from a Listen listener)
 
 	mu      sync.Mutex
 	head    *conn // tracked connections (intrusive list)
@@ -40,7 +50,8 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 			p.pipes.drain()
 		}
 	}()
-	s := &server{p: p, ln: ln}
+	_, inherited := ln.(listener)
+	s := &server{p: p, ln: ln, setKeepAlive: !inherited, handoff: make(chan *net.TCPConn), quit: make(chan struct{})}
 	s.dialCtx, s.cancelDial = context.WithCancel(context.Background())
 	defer s.cancelDial()
 
@@ -61,6 +72,8 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	err := s.accept(ctx)
 	close(stop)
 	s.drain()
+	close(s.quit)
+	s.handlerWG.Wait()
 	stopSweep()
 	bg.Wait()
 	return err
@@ -123,7 +136,35 @@ func (s *server) admit(c net.Conn) {
 		return
 	}
 	s.connWG.Add(1)
-	go s.handle(tc)
+	select {
+	case s.handoff <- tc:
+	default:
+		s.handlerWG.Add(1)
+		go s.handler(tc)
+	}
+}
+
+// maxIdleHandlers bounds the handler goroutines kept waiting for the next connection.
+const maxIdleHandlers = 16
+
+// handler runs handle for client, then for further connections handed off by admit, until it has been
+// idle while maxIdleHandlers others were idle too, or the server quits.
+func (s *server) handler(client *net.TCPConn) {
+	defer s.handlerWG.Done()
+	for {
+		s.handle(client)
+		if s.idleHandlers.Add(1) > maxIdleHandlers {
+			s.idleHandlers.Add(-1)
+			return
+		}
+		select {
+		case client = <-s.handoff:
+			s.idleHandlers.Add(-1)
+		case <-s.quit:
+			s.idleHandlers.Add(-1)
+			return
+		}
+	}
 }
 
 // handle dials a backend for client and runs the upstream pump itself; the downstream pump gets one goroutine.
@@ -141,7 +182,9 @@ func (s *server) handle(client *net.TCPConn) {
 		return
 	}
 	p.backendReachable(be)
-	p.setKeepAlive(client)
+	if s.setKeepAlive {
+		p.setKeepAlive(client)
+	}
 
 	c := p.conns.Get().(*conn)
 	if err := c.reset(s, be, client, bc); err != nil || !s.track(c) {
@@ -152,9 +195,11 @@ func (s *server) handle(client *net.TCPConn) {
 		s.finish(c)
 		return
 	}
-	s.connWG.Add(1)
+	// Both pumps get fresh goroutines: this one's stack grew deep in the dialer and would stay that size
+	// for the connection's whole life, a few KiB per idle connection.
+	s.connWG.Add(2)
+	go c.pumpUp()
 	go c.pumpDown()
-	c.runPump(&c.up)
 }
 
 // release ends a connection whose pumps both returned.

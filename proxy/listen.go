@@ -1,0 +1,56 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// listener marks a listening socket made by Proxy.Listen: accepted sockets inherit its keepalive options
+// from the kernel, so Serve does not set them again per connection.
+type listener struct{ *net.TCPListener }
+
+// Listen opens a TCP listener on address for Serve. Serve works with any TCP listener, but on one from
+// Listen the keepalive options are set once on the listening socket (accepted sockets inherit them)
+// instead of with three or four setsockopt calls on every accepted connection.
+func (p *Proxy) Listen(ctx context.Context, address string) (net.Listener, error) {
+	ka := p.cfg.KeepAlive
+	lc := net.ListenConfig{
+		KeepAlive: -1, // Go must not set its own per-connection defaults; the listener's are inherited
+		Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) { serr = setKeepAlive(int(fd), ka) })
+			if err != nil {
+				return err
+			}
+			return serr
+		},
+	}
+	ln, err := lc.Listen(ctx, "tcp", address)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", address, err)
+	}
+	return listener{ln.(*net.TCPListener)}, nil
+}
+
+// setKeepAlive enables keepalive probes after ka of silence, every ka (ka < 0: disabled).
+func setKeepAlive(fd int, ka time.Duration) error {
+	if ka < 0 {
+		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0)
+	}
+	secs := max(1, int(ka/time.Second))
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1); err != nil {
+		return fmt.Errorf("set SO_KEEPALIVE: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs); err != nil {
+		return fmt.Errorf("set TCP_KEEPIDLE: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs); err != nil {
+		return fmt.Errorf("set TCP_KEEPINTVL: %w", err)
+	}
+	return nil
+}
