@@ -1,0 +1,330 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotStarted is returned by operations that need a running node.
+	ErrNotStarted = errors.New("cluster not started")
+	// ErrStarted is returned by a second Start.
+	ErrStarted = errors.New("cluster already started")
+	// ErrNotLeader is returned by leader-only operations on a follower; the error text names the leader.
+	ErrNotLeader = errors.New("not the leader")
+	// ErrUnknownNode is returned when a named node is not a member / raft server.
+	ErrUnknownNode = errors.New("unknown node")
+	// ErrQuorum is returned by ForceLeave when removing the node would leave the alive voters without quorum.
+	ErrQuorum = errors.New("would break quorum")
+	// ErrDuplicateName is reported (Status().Problem, logs) when another live node already uses -node.
+	ErrDuplicateName = errors.New("duplicate node name")
+)
+
+const (
+	raftDBFile       = "raft.db"
+	snapshotsRetain  = 2
+	boltOpenTimeout  = time.Second
+	raftRPCTimeout   = 2 * time.Second
+	maxVoters        = 5
+	reconcileEvery   = 500 * time.Millisecond
+	metaBroadcastTTL = 0 // UpdateNode does not wait for the broadcast
+)
+
+// Cluster is one node's membership in the vipd cluster. Its methods are safe for concurrent use.
+type Cluster struct {
+	cfg Config
+	log *slog.Logger
+
+	metaMu sync.Mutex
+	meta   wireMeta
+	metaB  []byte
+
+	members *memberTable
+	leaders *fanout
+	kick    chan struct{} // cap 1: membership changed, reconcile/bootstrap now
+
+	// Set by Start, read-only afterwards.
+	rft      atomic.Pointer[raft.Raft]
+	mlist    atomic.Pointer[memberlist.Memberlist]
+	store    *raftboltdb.BoltStore
+	dataDir  string
+	tmpDir   string
+	raftAddr string
+
+	started  atomic.Bool
+	joined   atomic.Bool
+	problem  atomic.Pointer[string]
+	leaving  atomic.Bool
+	stopOnce sync.Once
+	stopErr  error
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// New validates cfg and returns a node that Start brings up. It starts nothing.
+func New(cfg Config) (*Cluster, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		cfg:     cfg,
+		log:     cfg.Logger.With("node", cfg.NodeName),
+		members: newMemberTable(),
+		leaders: newFanout(),
+		kick:    make(chan struct{}, 1),
+	}
+	c.raftAddr = net.JoinHostPort(cfg.AdvertiseAddr, strconv.Itoa(cfg.RaftPort))
+	c.meta = wireMeta{Meta: Meta{RaftAddr: c.raftAddr, Version: cfg.Version}, Bootstrap: cfg.BootstrapExpect}
+	if cfg.Dev {
+		c.meta.Bootstrap = 1
+	}
+	b, err := encodeMeta(c.meta)
+	if err != nil {
+		return nil, err
+	}
+	c.metaB = b
+	return c, nil
+}
+
+// Start opens the data dir and starts raft, memberlist and the join, bootstrap/reconcile and leadership loops.
+// ctx bounds those loops; call Leave or Shutdown to stop the node. On error everything opened is closed.
+func (c *Cluster) Start(ctx context.Context) (err error) {
+	if !c.started.CompareAndSwap(false, true) {
+		return ErrStarted
+	}
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+
+	c.dataDir = c.cfg.DataDir
+	if c.dataDir == "" { // Dev only (validated)
+		dir, err := os.MkdirTemp("", "vipd-dev-")
+		if err != nil {
+			return fmt.Errorf("create temporary data dir for -dev: %w", err)
+		}
+		c.dataDir, c.tmpDir = dir, dir
+		cleanup = append(cleanup, func() { os.RemoveAll(dir) })
+	}
+	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+		return fmt.Errorf("create -data-dir %s: %w", c.dataDir, err)
+	}
+
+	hlog := newHclog(c.log, "raft")
+	dbPath := filepath.Join(c.dataDir, raftDBFile)
+	store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath, BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout}})
+	if err != nil {
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return fmt.Errorf("open raft log %s: locked by another process (is another vipd using this -data-dir?): %w", dbPath, err)
+		}
+		return fmt.Errorf("open raft log %s (unwritable or corrupt? move it aside and rejoin, or restore a backup): %w", dbPath, err)
+	}
+	c.store = store
+	cleanup = append(cleanup, func() { store.Close() })
+
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(c.dataDir, snapshotsRetain, hlog.Named("snapshot"))
+	if err != nil {
+		return fmt.Errorf("open raft snapshots in %s: %w", c.dataDir, err)
+	}
+	hasState, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return fmt.Errorf("read raft state in %s (corrupt?): %w", dbPath, err)
+	}
+
+	trans, err := c.raftTransport(hlog)
+	if err != nil {
+		return err
+	}
+	cleanup = append(cleanup, func() { trans.Close() })
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.cfg.NodeName)
+	rc.HeartbeatTimeout = c.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = c.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = c.cfg.LeaseTimeout
+	rc.Logger = hlog
+	// The leave path removes the node itself; a node removed while running (e.g. force-leave of a node that
+	// was only partitioned) stays up as a non-voter so the leader can add it back when it reappears.
+	rc.ShutdownOnRemove = false
+	notify := make(chan bool, 1)
+	rc.NotifyCh = notify
+	if err := raft.ValidateConfig(rc); err != nil {
+		return fmt.Errorf("raft config: %w", err)
+	}
+
+	if c.cfg.Dev && !hasState {
+		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(c.raftAddr)}}}
+		if err := raft.BootstrapCluster(rc, store, store, snaps, trans, boot); err != nil {
+			return fmt.Errorf("bootstrap -dev cluster: %w", err)
+		}
+		hasState = true
+	}
+	r, err := raft.NewRaft(rc, fsm{}, store, store, snaps, trans)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	c.rft.Store(r)
+	cleanup = append(cleanup, func() { r.Shutdown().Error() })
+	if hasState {
+		c.setInternal(func(m *wireMeta) { m.HasState = true })
+	}
+
+	ml, err := c.startMemberlist()
+	if err != nil {
+		return err
+	}
+	c.mlist.Store(ml)
+
+	ctx, c.cancel = context.WithCancel(ctx)
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); c.leaders.run(notify) }()
+	go func() { defer c.wg.Done(); c.maintain(ctx) }()
+	if len(c.cfg.Join) > 0 {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.joinLoop(ctx) }()
+	} else {
+		c.joined.Store(true)
+	}
+	c.log.Info("cluster node started", "raft", c.raftAddr, "gossip", c.gossipAddr(),
+		"data_dir", c.dataDir, "existing_state", hasState, "bootstrap_expect", c.cfg.BootstrapExpect)
+	return nil
+}
+
+// listenErr explains the usual causes of a listen failure.
+func listenErr(what, addr string, err error) error {
+	switch {
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("%s listen on %s: address not on this host (check -bind/-advertise): %w", what, addr, err)
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("%s listen on %s: port in use (another vipd running?): %w", what, addr, err)
+	}
+	return fmt.Errorf("%s listen on %s: %w", what, addr, err)
+}
+
+func (c *Cluster) raftTransport(hlog *hclogAdapter) (*raft.NetworkTransport, error) {
+	bind := net.JoinHostPort(c.cfg.BindAddr, strconv.Itoa(c.cfg.RaftPort))
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, listenErr("raft", bind, err)
+	}
+	adv, err := net.ResolveTCPAddr("tcp", c.raftAddr)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("raft advertise address %s: %w", c.raftAddr, err)
+	}
+	sl := &streamLayer{ln: ln, advertise: adv, filter: c.cfg.net, local: &net.TCPAddr{IP: net.ParseIP(c.cfg.BindAddr)}}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  sl,
+		MaxPool: 3,
+		Timeout: raftRPCTimeout,
+		Logger:  hlog.Named("transport"),
+	}), nil
+}
+
+// Shutdown stops the node abruptly, as a crash would (no leadership transfer, no gossip leave). It returns when
+// every goroutine Start started has ended; watchers of WatchLeadership see false. Safe to call more than once.
+func (c *Cluster) Shutdown() error {
+	r, ml := c.rft.Load(), c.mlist.Load()
+	if r == nil || ml == nil || c.cancel == nil {
+		return nil
+	}
+	c.stopOnce.Do(func() {
+		c.cancel()
+		var errs []error
+		if err := r.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+		}
+		// Only now may the NotifyCh reader stop: raft blocks on NotifyCh until its shutdown.
+		close(c.leaders.stop)
+		if err := ml.Shutdown(); err != nil {
+			errs = append(errs, fmt.Errorf("memberlist shutdown: %w", err))
+		}
+		c.wg.Wait()
+		c.leaders.publish(false)
+		if err := c.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft log: %w", err))
+		}
+		if c.tmpDir != "" {
+			os.RemoveAll(c.tmpDir)
+		}
+		c.stopErr = errors.Join(errs...)
+		c.log.Info("cluster node stopped")
+	})
+	return c.stopErr
+}
+
+// setInternal updates the coordination fields of this node's metadata and re-gossips it.
+func (c *Cluster) setInternal(f func(*wireMeta)) {
+	c.updateMeta(f)
+}
+
+// UpdateMeta changes this node's gossiped metadata (health, VIP state, ...) and broadcasts it at once. RaftAddr
+// is owned by the cluster and reset if f changes it. An update that would not fit memberlist's 512-byte limit
+// is logged and dropped.
+func (c *Cluster) UpdateMeta(f func(*Meta)) {
+	c.updateMeta(func(m *wireMeta) {
+		f(&m.Meta)
+		m.RaftAddr = c.raftAddr
+	})
+}
+
+func (c *Cluster) updateMeta(f func(*wireMeta)) {
+	c.metaMu.Lock()
+	next := c.meta
+	f(&next)
+	b, err := encodeMeta(next)
+	if err != nil {
+		c.metaMu.Unlock()
+		c.log.Error("node metadata update dropped", "err", err)
+		return
+	}
+	c.meta, c.metaB = next, b
+	c.metaMu.Unlock()
+	if ml := c.memberlist(); ml != nil {
+		if err := ml.UpdateNode(metaBroadcastTTL); err != nil {
+			c.log.Warn("gossip node metadata", "err", err)
+		}
+	}
+}
+
+// memberlist returns the running memberlist or nil before Start.
+func (c *Cluster) memberlist() *memberlist.Memberlist { return c.mlist.Load() }
+
+func (c *Cluster) localMeta() wireMeta {
+	c.metaMu.Lock()
+	defer c.metaMu.Unlock()
+	return c.meta
+}
+
+func (c *Cluster) kickNow() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Cluster) setProblem(format string, args ...any) {
+	s := fmt.Sprintf(format, args...)
+	c.problem.Store(&s)
+}

@@ -1,0 +1,211 @@
+package cluster
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Gossip tuning for a LAN. Raft, not memberlist, decides leadership, so these only bound how quickly
+// `vipd members` and the health metadata reflect a failure and how fast metadata spreads; they are kept well
+// above scheduling noise on a loaded machine so suspicion does not flap.
+const (
+	gossipProbeInterval = 500 * time.Millisecond
+	gossipProbeTimeout  = 200 * time.Millisecond
+	gossipInterval      = 50 * time.Millisecond
+	gossipPushPull      = 10 * time.Second
+	gossipTCPTimeout    = 2 * time.Second
+	gossipLeaveTimeout  = time.Second
+)
+
+// MemberStatus is a node's gossip status.
+type MemberStatus string
+
+// Gossip statuses, as `vipd members` prints them.
+const (
+	StatusAlive   MemberStatus = "alive"
+	StatusSuspect MemberStatus = "suspect"
+	StatusDead    MemberStatus = "dead"
+	StatusLeft    MemberStatus = "left"
+)
+
+// RaftRole is a node's place in the raft configuration.
+type RaftRole string
+
+// Raft roles, as `vipd members` prints them.
+const (
+	RoleLeader   RaftRole = "leader"
+	RoleFollower RaftRole = "follower"
+	RoleNonVoter RaftRole = "non-voter"
+	RoleNone     RaftRole = "none"
+)
+
+// Member is one row of `vipd members`.
+type Member struct {
+	Name   string
+	Addr   string // gossip address host:port
+	Status MemberStatus
+	Role   RaftRole
+	Meta   Meta
+	// Leader marks the node this node believes leads raft.
+	Leader bool
+}
+
+// memberRecord is what the event delegate remembers about a node, including dead and left ones, which
+// memberlist's own Members() omits.
+type memberRecord struct {
+	name   string
+	addr   string
+	meta   wireMeta
+	status MemberStatus
+}
+
+// memberTable is fed by memberlist's event delegate. Callbacks run with memberlist's locks held: they only
+// update this table and signal, never call back into memberlist.
+type memberTable struct {
+	mu    sync.Mutex
+	nodes map[string]*memberRecord
+}
+
+func newMemberTable() *memberTable { return &memberTable{nodes: map[string]*memberRecord{}} }
+
+func (t *memberTable) upsert(n *memberlist.Node, st MemberStatus) {
+	meta, _ := decodeMeta(n.Meta) // undecodable meta (foreign node) reads as empty: never added to raft
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.nodes[n.Name] = &memberRecord{name: n.Name, addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), meta: meta, status: st}
+}
+
+func (t *memberTable) forget(name string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.nodes[name]
+	delete(t.nodes, name)
+	return ok
+}
+
+func (t *memberTable) snapshot() []memberRecord {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]memberRecord, 0, len(t.nodes))
+	for _, r := range t.nodes {
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+func (t *memberTable) get(name string) (memberRecord, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.nodes[name]
+	if !ok {
+		return memberRecord{}, false
+	}
+	return *r, true
+}
+
+// delegate implements memberlist's Delegate, EventDelegate and ConflictDelegate for a Cluster.
+type delegate struct{ c *Cluster }
+
+var (
+	_ memberlist.Delegate         = delegate{}
+	_ memberlist.EventDelegate    = delegate{}
+	_ memberlist.ConflictDelegate = delegate{}
+)
+
+func (d delegate) NodeMeta(limit int) []byte {
+	d.c.metaMu.Lock()
+	defer d.c.metaMu.Unlock()
+	if len(d.c.metaB) > limit {
+		return nil
+	}
+	return append([]byte(nil), d.c.metaB...)
+}
+func (delegate) NotifyMsg([]byte)                           {}
+func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (delegate) LocalState(join bool) []byte                { return nil }
+func (delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+func (d delegate) NotifyJoin(n *memberlist.Node) {
+	d.c.members.upsert(n, StatusAlive)
+	d.c.kickNow()
+}
+
+func (d delegate) NotifyUpdate(n *memberlist.Node) {
+	d.c.members.upsert(n, StatusAlive)
+	d.c.kickNow()
+}
+
+func (d delegate) NotifyLeave(n *memberlist.Node) {
+	st := StatusDead
+	if n.State == memberlist.StateLeft {
+		st = StatusLeft
+	}
+	d.c.members.upsert(n, st)
+	d.c.kickNow()
+}
+
+// NotifyConflict is called when two live nodes claim one name. If the conflict is about this node's own name
+// before it has joined, this node is the newcomer: it records ErrDuplicateName and stops gossiping (maintain
+// shuts memberlist down) so the running cluster is not disturbed.
+func (d delegate) NotifyConflict(existing, other *memberlist.Node) {
+	c := d.c
+	if existing.Name == c.cfg.NodeName && !c.joined.Load() {
+		c.setProblem("%v: node %q already exists at %s; give this node a unique -node", ErrDuplicateName, other.Name,
+			net.JoinHostPort(other.Addr.String(), strconv.Itoa(int(other.Port))))
+		c.kickNow()
+	}
+	c.log.Error("two nodes claim the same -node name; each node needs a unique -node", "name", existing.Name,
+		"existing", net.JoinHostPort(existing.Addr.String(), strconv.Itoa(int(existing.Port))),
+		"other", net.JoinHostPort(other.Addr.String(), strconv.Itoa(int(other.Port))))
+}
+
+func (c *Cluster) startMemberlist() (*memberlist.Memberlist, error) {
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = c.cfg.NodeName
+	mc.BindAddr = c.cfg.BindAddr
+	mc.BindPort = c.cfg.GossipPort
+	mc.AdvertiseAddr = c.cfg.AdvertiseAddr
+	mc.AdvertisePort = c.cfg.GossipPort
+	mc.ProbeInterval = gossipProbeInterval
+	mc.ProbeTimeout = gossipProbeTimeout
+	mc.GossipInterval = gossipInterval
+	mc.PushPullInterval = gossipPushPull
+	mc.TCPTimeout = gossipTCPTimeout
+	mc.Logger = newStdLogger(c.log, "memberlist")
+	d := delegate{c}
+	mc.Delegate, mc.Events, mc.Conflict = d, d, d
+	if c.cfg.EncryptKey != nil {
+		kr, err := memberlist.NewKeyring(nil, c.cfg.EncryptKey)
+		if err != nil {
+			return nil, fmt.Errorf("gossip keyring: %w", err)
+		}
+		mc.Keyring = kr
+	}
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{c.cfg.BindAddr},
+		BindPort:  c.cfg.GossipPort,
+		Logger:    mc.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gossip listen on %s port %d (is -bind an address of this host, and the port free?): %w",
+			c.cfg.BindAddr, c.cfg.GossipPort, err)
+	}
+	if c.cfg.net != nil {
+		mc.Transport = &filteredTransport{NetTransport: nt, filter: c.cfg.net}
+	} else {
+		mc.Transport = nt
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		nt.Shutdown()
+		return nil, fmt.Errorf("start gossip: %w", err)
+	}
+	return ml, nil
+}

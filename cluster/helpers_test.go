@@ -1,0 +1,236 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// waitFor polls cond every 2 ms until it holds or timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// logSink writes slog records to t.Log until the test ends (memberlist may log from a goroutine that is just
+// exiting) and keeps them for assertions.
+type logSink struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+	buf  bytes.Buffer
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf.Write(p)
+	if !s.done {
+		s.t.Log(string(bytes.TrimRight(p, "\n")))
+	}
+	return len(p), nil
+}
+
+func (s *logSink) contains(sub string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Contains(s.buf.Bytes(), []byte(sub))
+}
+
+func newLogSink(t testing.TB) *logSink {
+	s := &logSink{t: t}
+	t.Cleanup(func() { s.mu.Lock(); s.done = true; s.mu.Unlock() })
+	return s
+}
+
+func (s *logSink) logger() *slog.Logger {
+	lv := slog.LevelInfo
+	if os.Getenv("VIPD_TEST_DEBUG") != "" {
+		lv = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(s, &slog.HandlerOptions{Level: lv}))
+}
+
+// randomNet returns a random 127.a.b. prefix so concurrent test packages (and other engineers' tests on the
+// default ports) never collide.
+func randomNet() string {
+	return fmt.Sprintf("127.%d.%d.", 1+rand.IntN(250), rand.IntN(256))
+}
+
+type tnode struct {
+	cfg    Config
+	c      *Cluster
+	filter *netFilter
+	logs   *logSink
+	ip     string
+}
+
+type tcluster struct {
+	t     testing.TB
+	nodes []*tnode
+}
+
+type clusterOpt func(i int, cfg *Config)
+
+// makeCluster creates n nodes n1..nN on distinct loopback IPs, each joining all the others and bootstrapping
+// together (-bootstrap-expect n), and starts them in index order unless noStart is given. Cleanup shuts every
+// node down.
+func makeCluster(t testing.TB, n int, start bool, opts ...clusterOpt) *tcluster {
+	t.Helper()
+	base := randomNet()
+	dir := t.TempDir()
+	tc := &tcluster{t: t}
+	for i := range n {
+		ip := fmt.Sprintf("%s%d", base, i+1)
+		var join []string
+		for j := range n {
+			if j != i {
+				join = append(join, fmt.Sprintf("%s%d", base, j+1))
+			}
+		}
+		f := newNetFilter()
+		sink := newLogSink(t)
+		cfg := Config{
+			NodeName:        fmt.Sprintf("n%d", i+1),
+			BindAddr:        ip,
+			DataDir:         filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
+			BootstrapExpect: n,
+			Join:            join,
+			Logger:          sink.logger().With("test_node", fmt.Sprintf("n%d", i+1)),
+			Version:         "test",
+			net:             f,
+		}
+		for _, o := range opts {
+			o(i, &cfg)
+		}
+		tc.nodes = append(tc.nodes, &tnode{cfg: cfg, filter: f, logs: sink, ip: ip})
+	}
+	t.Cleanup(func() {
+		for _, nd := range tc.nodes {
+			if nd.c != nil {
+				nd.c.Shutdown()
+			}
+		}
+	})
+	if start {
+		for i := range tc.nodes {
+			tc.start(i)
+		}
+	}
+	return tc
+}
+
+// start (re)creates node i's Cluster from its config and starts it.
+func (tc *tcluster) start(i int) {
+	tc.t.Helper()
+	nd := tc.nodes[i]
+	c, err := New(nd.cfg)
+	if err != nil {
+		tc.t.Fatalf("New %s: %v", nd.cfg.NodeName, err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		tc.t.Fatalf("Start %s: %v", nd.cfg.NodeName, err)
+	}
+	nd.c = c
+}
+
+// kill stops node i abruptly (no leave), as a crash would.
+func (tc *tcluster) kill(i int) {
+	tc.t.Helper()
+	if err := tc.nodes[i].c.Shutdown(); err != nil {
+		tc.t.Errorf("shutdown %s: %v", tc.nodes[i].cfg.NodeName, err)
+	}
+}
+
+// leaders returns the indexes of running nodes whose raft state is Leader.
+func (tc *tcluster) leaders() []int {
+	var out []int
+	for i, nd := range tc.nodes {
+		if nd.c != nil && nd.c.IsLeader() {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// waitLeader waits until exactly one node of among leads, and returns it.
+func (tc *tcluster) waitLeader(timeout time.Duration, among ...int) int {
+	tc.t.Helper()
+	if len(among) == 0 {
+		for i := range tc.nodes {
+			among = append(among, i)
+		}
+	}
+	leader := -1
+	waitFor(tc.t, timeout, "exactly one leader", func() bool {
+		n := 0
+		for _, i := range among {
+			if tc.nodes[i].c.IsLeader() {
+				leader = i
+				n++
+			}
+		}
+		if len(tc.leaders()) > 1 {
+			tc.t.Fatalf("two leaders at once: %v", tc.leaders())
+		}
+		return n == 1
+	})
+	return leader
+}
+
+// voters returns the voter IDs in node i's raft configuration.
+func (tc *tcluster) voters(i int) []string {
+	cfg, err := tc.nodes[i].c.configuration()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, s := range cfg.Servers {
+		if s.Suffrage == 0 { // raft.Voter
+			out = append(out, string(s.ID))
+		}
+	}
+	return out
+}
+
+// partition cuts the nodes in group from all others (both directions); heal removes every cut.
+func (tc *tcluster) partition(group ...int) {
+	in := map[int]bool{}
+	for _, i := range group {
+		in[i] = true
+	}
+	for i, nd := range tc.nodes {
+		var blocked []string
+		for j, other := range tc.nodes {
+			if in[i] != in[j] {
+				blocked = append(blocked, other.ip)
+			}
+		}
+		nd.filter.set(blocked)
+	}
+}
+
+func (tc *tcluster) heal() {
+	for _, nd := range tc.nodes {
+		nd.filter.set(nil)
+	}
+}

@@ -1,0 +1,120 @@
+package cluster
+
+import (
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+)
+
+// Status is this node's view of the cluster, for `vipd status`.
+type Status struct {
+	Node string
+	// State is raft's state: "Leader", "Follower", "Candidate" or "Shutdown".
+	State string
+	// Role is this node's place in the configuration (leader/follower/non-voter/none).
+	Role RaftRole
+	Term uint64
+	// LeaderName and LeaderAddr (raft address) are empty when no leader is known.
+	LeaderName, LeaderAddr string
+	// LastContact is when a follower last heard from the leader; zero on the leader or before first contact.
+	LastContact               time.Time
+	CommitIndex, AppliedIndex uint64
+	// Voters is the number of voters in the latest configuration.
+	Voters int
+	// Joined reports that a -join succeeded (or there was nothing to join).
+	Joined bool
+	// Problem, if set, is a condition an operator must fix (e.g. a duplicate node name).
+	Problem string
+}
+
+// Status reports this node's raft state. It is cheap enough for an admin API request.
+func (c *Cluster) Status() Status {
+	st := Status{Node: c.cfg.NodeName, State: raft.Shutdown.String(), Role: RoleNone, Joined: c.joined.Load()}
+	if p := c.problem.Load(); p != nil {
+		st.Problem = *p
+	}
+	r := c.rft.Load()
+	if r == nil {
+		return st
+	}
+	state := r.State()
+	st.State = state.String()
+	addr, id := r.LeaderWithID()
+	st.LeaderName, st.LeaderAddr = string(id), string(addr)
+	if state != raft.Leader {
+		st.LastContact = r.LastContact()
+	}
+	stats := r.Stats()
+	st.Term, _ = strconv.ParseUint(stats["term"], 10, 64)
+	st.CommitIndex = r.CommitIndex()
+	st.AppliedIndex = r.AppliedIndex()
+	if cfg, err := c.configuration(); err == nil {
+		for _, s := range cfg.Servers {
+			if s.Suffrage == raft.Voter {
+				st.Voters++
+			}
+			if string(s.ID) == c.cfg.NodeName {
+				st.Role = roleOf(s, state == raft.Leader)
+			}
+		}
+	}
+	return st
+}
+
+func roleOf(s raft.Server, leader bool) RaftRole {
+	switch {
+	case s.Suffrage != raft.Voter:
+		return RoleNonVoter
+	case leader:
+		return RoleLeader
+	default:
+		return RoleFollower
+	}
+}
+
+// Members lists every node this node has seen, including failed and departed ones (until ForceLeave), sorted
+// by name, with gossip status, raft role, gossiped metadata and a mark on the leader.
+func (c *Cluster) Members() []Member {
+	recs := c.members.snapshot()
+	live := map[string]memberlist.NodeStateType{}
+	if ml := c.memberlist(); ml != nil {
+		for _, n := range ml.Members() {
+			live[n.Name] = n.State
+		}
+	}
+	servers := map[string]raft.Server{}
+	var leaderID string
+	if r := c.rft.Load(); r != nil {
+		_, id := r.LeaderWithID()
+		leaderID = string(id)
+		if cfg, err := c.configuration(); err == nil {
+			for _, s := range cfg.Servers {
+				servers[string(s.ID)] = s
+			}
+		}
+	}
+	out := make([]Member, 0, len(recs))
+	for _, rec := range recs {
+		m := Member{Name: rec.name, Addr: rec.addr, Status: rec.status, Meta: rec.meta.Meta, Role: RoleNone}
+		if rec.name == c.cfg.NodeName {
+			m.Meta = c.localMeta().Meta
+		}
+		if m.Status == StatusAlive && live[rec.name] == memberlist.StateSuspect {
+			m.Status = StatusSuspect
+		}
+		if s, ok := servers[rec.name]; ok {
+			m.Role = roleOf(s, rec.name == leaderID)
+		}
+		m.Leader = rec.name == leaderID && leaderID != ""
+		out = append(out, m)
+	}
+	return out
+}
+
+// gossipAddr is this node's advertised gossip address.
+func (c *Cluster) gossipAddr() string {
+	return net.JoinHostPort(c.cfg.AdvertiseAddr, strconv.Itoa(c.cfg.GossipPort))
+}

@@ -1,0 +1,216 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+)
+
+// errBlocked is returned when the test partition filter drops a dial.
+var errBlocked = errors.New("blocked by test partition")
+
+// netFilter simulates network partitions over real sockets (tests only): traffic to a blocked peer IP is
+// dropped, and established raft connections to it are closed. A nil *netFilter blocks nothing. Each node has
+// its own filter; a partition blocks in both directions by blocking on both sides.
+type netFilter struct {
+	mu      sync.Mutex
+	blocked map[string]bool
+	conns   map[*trackedConn]struct{}
+}
+
+func newNetFilter() *netFilter {
+	return &netFilter{blocked: map[string]bool{}, conns: map[*trackedConn]struct{}{}}
+}
+
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
+func (f *netFilter) isBlocked(addr string) bool {
+	if f == nil {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.blocked[hostOf(addr)]
+}
+
+// set replaces the blocked IPs and closes tracked connections to any of them.
+func (f *netFilter) set(ips []string) {
+	f.mu.Lock()
+	f.blocked = map[string]bool{}
+	for _, ip := range ips {
+		f.blocked[ip] = true
+	}
+	var doomed []*trackedConn
+	for c := range f.conns {
+		if f.blocked[c.peer] {
+			doomed = append(doomed, c)
+		}
+	}
+	f.mu.Unlock()
+	for _, c := range doomed {
+		c.Close()
+	}
+}
+
+func (f *netFilter) track(c net.Conn) net.Conn {
+	if f == nil {
+		return c
+	}
+	tc := &trackedConn{Conn: c, f: f, peer: hostOf(c.RemoteAddr().String())}
+	f.mu.Lock()
+	f.conns[tc] = struct{}{}
+	f.mu.Unlock()
+	return tc
+}
+
+type trackedConn struct {
+	net.Conn
+	f    *netFilter
+	peer string
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.f.mu.Lock()
+		delete(c.f.conns, c)
+		c.f.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// streamLayer is raft's TCP stream layer (as raft.NewTCPTransport builds it) with the test filter applied to
+// dials and accepted connections.
+//
+// Close also closes every accepted connection: raft's NetworkTransport.Close leaves inbound handlers blocked
+// in Read until the peer hangs up, which would outlive Shutdown.
+type streamLayer struct {
+	ln        net.Listener
+	advertise net.Addr
+	local     *net.TCPAddr // source address for dials when filtering, so peers see our IP
+	filter    *netFilter
+
+	mu       sync.Mutex
+	closed   bool
+	accepted map[*acceptedConn]struct{}
+}
+
+type acceptedConn struct {
+	net.Conn
+	s    *streamLayer
+	once sync.Once
+}
+
+func (c *acceptedConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.accepted, c)
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+var _ raft.StreamLayer = (*streamLayer)(nil)
+
+func (s *streamLayer) Accept() (net.Conn, error) {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if s.filter.isBlocked(c.RemoteAddr().String()) {
+			c.Close()
+			continue
+		}
+		ac := &acceptedConn{Conn: s.filter.track(c), s: s}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			ac.Conn.Close()
+			return nil, net.ErrClosed
+		}
+		if s.accepted == nil {
+			s.accepted = map[*acceptedConn]struct{}{}
+		}
+		s.accepted[ac] = struct{}{}
+		s.mu.Unlock()
+		return ac, nil
+	}
+}
+
+func (s *streamLayer) Close() error {
+	err := s.ln.Close()
+	s.mu.Lock()
+	s.closed = true
+	conns := s.accepted
+	s.accepted = nil
+	s.mu.Unlock()
+	for c := range conns {
+		c.Conn.Close()
+	}
+	return err
+}
+
+func (s *streamLayer) Addr() net.Addr { return s.advertise }
+
+func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	if s.filter.isBlocked(string(addr)) {
+		return nil, fmt.Errorf("dial %s: %w", addr, errBlocked)
+	}
+	d := net.Dialer{Timeout: timeout}
+	if s.filter != nil {
+		d.LocalAddr = s.local
+	}
+	c, err := d.Dial("tcp", string(addr))
+	if err != nil {
+		return nil, err
+	}
+	return s.filter.track(c), nil
+}
+
+// filteredTransport is memberlist's NetTransport with the test filter applied to outgoing packets and dials.
+// Filtering outgoing traffic on both sides of a partition is enough to cut gossip in both directions.
+type filteredTransport struct {
+	*memberlist.NetTransport
+	filter *netFilter
+}
+
+var _ memberlist.NodeAwareTransport = (*filteredTransport)(nil)
+
+func (t *filteredTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	if t.filter.isBlocked(addr) {
+		return time.Now(), nil // a dropped datagram is not an error
+	}
+	return t.NetTransport.WriteTo(b, addr)
+}
+
+func (t *filteredTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	if t.filter.isBlocked(a.Addr) {
+		return time.Now(), nil
+	}
+	return t.NetTransport.WriteToAddress(b, a)
+}
+
+func (t *filteredTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	if t.filter.isBlocked(addr) {
+		return nil, fmt.Errorf("dial %s: %w", addr, errBlocked)
+	}
+	return t.NetTransport.DialTimeout(addr, timeout)
+}
+
+func (t *filteredTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	if t.filter.isBlocked(a.Addr) {
+		return nil, fmt.Errorf("dial %s: %w", a.Addr, errBlocked)
+	}
+	return t.NetTransport.DialAddressTimeout(a, timeout)
+}
