@@ -6,9 +6,9 @@ import (
 	"sync/atomic"
 )
 
-// conn is one proxied connection: the client socket, the backend socket and a pump per direction. The
-// handler goroutine runs the upstream pump and one extra goroutine the downstream pump; whichever finishes
-// last releases the conn. conns are pooled so the per-connection bookkeeping does not allocate.
+// conn is one proxied connection: the client socket, the backend socket and a pump per direction, each on
+// its own goroutine (fresh, so a parked pump keeps the minimal stack); whichever finishes last releases the
+// conn. conns are pooled so the per-connection bookkeeping does not allocate.
 type conn struct {
 	s               *server
 	be              *backend

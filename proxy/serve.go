@@ -167,7 +167,7 @@ func (s *server) handler(client *net.TCPConn) {
 	}
 }
 
-// handle dials a backend for client and runs the upstream pump itself; the downstream pump gets one goroutine.
+// handle dials a backend for client and starts one pump goroutine per direction.
 func (s *server) handle(client *net.TCPConn) {
 	defer s.connWG.Done()
 	p := s.p

@@ -10,7 +10,7 @@ import (
 // BackendStats is one backend's counters as seen by this proxy, for the admin API's /v1/backends.
 type BackendStats struct {
 	Addr            string
-	Active          int64  // connections open now
+	Active          int64  // connections open now (including connects in progress)
 	Total           uint64 // connections proxied since start (successful dials)
 	DialErrors      uint64 // failed connect attempts
 	BytesUpstream   uint64 // client to backend
