@@ -177,8 +177,8 @@ func run(args []string) int {
 					break // the cluster is not in a state further trials could trust
 				}
 				tb.trials = append(tb.trials, tr)
-				fmt.Printf("  %-8s %-36s trial %2d: outage %s, new node %s, ARP two-MAC %s / overlap %s, lo two %s%s\n",
-					s.name, sc.name, i+1, ms(tr.outage), ms(tr.toNewNode), ms(tr.arpTwo), ms(tr.arpOverlap), ms(tr.loTwo), note(tr.err))
+				fmt.Printf("  %-8s %-36s trial %2d: outage %s, new node %s, ARP two-MAC %s / overlap %s (%d MACs seen), lo two %s%s\n",
+					s.name, sc.name, i+1, ms(tr.outage), ms(tr.toNewNode), ms(tr.arpTwo), ms(tr.arpOverlap), tr.macs, ms(tr.loTwo), note(tr.err))
 			}
 			tables = append(tables, tb)
 		}

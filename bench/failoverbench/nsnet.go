@@ -15,9 +15,9 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// dialIn connects to addr from inside the named network namespace. The socket is created on a thread switched
-// into that namespace; the thread is never handed back to the runtime (the goroutine ends locked, so Go
-// discards the thread), so no other goroutine can run in the wrong namespace.
+// dialIn connects to addr from inside the named network namespace: the socket is created on a thread switched
+// into that namespace and back. The thread must survive (switch back, then unlock) rather than be discarded: a
+// thread that exits delivers Pdeathsig to every child it once forked, which would SIGKILL our vipd agents.
 func dialIn(ns, addr string, timeout time.Duration) (net.Conn, error) {
 	type res struct {
 		c   net.Conn
@@ -26,18 +26,30 @@ func dialIn(ns, addr string, timeout time.Duration) (net.Conn, error) {
 	ch := make(chan res, 1)
 	go func() {
 		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{nil, fmt.Errorf("current netns: %w", err)}
+			return
+		}
+		defer orig.Close()
 		h, err := netns.GetFromName(ns)
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- res{nil, fmt.Errorf("open netns %s: %w", ns, err)}
 			return
 		}
 		defer h.Close()
 		if err := netns.Set(h); err != nil {
+			runtime.UnlockOSThread()
 			ch <- res{nil, fmt.Errorf("enter netns %s: %w", ns, err)}
 			return
 		}
 		c, err := net.DialTimeout("tcp", addr, timeout)
 		ch <- res{c, err}
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		} // else: stay locked, so no other goroutine runs in the wrong namespace
 	}()
 	r := <-ch
 	return r.c, r.err

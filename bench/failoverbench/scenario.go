@@ -29,6 +29,7 @@ type trial struct {
 	arpOverlap time.Duration // time two MACs were each in an unbroken run of answers
 	loTwo      time.Duration // time two live nodes had the VIP on lo
 	failed     int           // failed probes
+	macs       int           // distinct MACs that answered ARP for the VIP in the window (proves the observer sees)
 	err        string
 }
 
@@ -149,7 +150,7 @@ func (b *bench) runTrial(ctx context.Context, sc scenario) (trial, error) {
 func measureTrial(w window, fault, end time.Time, oldLeader string) trial {
 	o := probe.Measure(w.Samples, fault, end)
 	tr := trial{outage: o.Longest, toNewNode: -1, failed: o.Failed,
-		arpTwo: w.ARP.TwoMACTime, arpOverlap: w.ARP.Overlap}
+		arpTwo: w.ARP.TwoMACTime, arpOverlap: w.ARP.Overlap, macs: len(w.ARP.Answers)}
 	samples := slices.Clone(w.Samples)
 	slices.SortFunc(samples, func(a, b probe.Sample) int { return a.Start.Compare(b.Start) })
 	for _, s := range samples {
