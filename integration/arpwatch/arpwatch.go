@@ -11,11 +11,9 @@ package arpwatch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"time"
 
@@ -86,12 +84,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return fmt.Errorf("arpwatch: build request: %w", err)
 	}
 
-	readDone := make(chan struct{})
+	readDone, stopping := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(readDone)
-		w.read(c)
+		w.read(c, stopping)
 	}()
 	defer func() {
+		close(stopping)
 		c.Close() // unblocks read
 		<-readDone
 	}()
@@ -113,12 +112,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
-func (w *Watcher) read(c *arp.Client) {
+func (w *Watcher) read(c *arp.Client, stopping <-chan struct{}) {
 	for {
 		p, _, err := c.Read()
 		if err != nil {
-			if isClosed(err) {
+			select {
+			case <-stopping:
 				return
+			default:
 			}
 			// A malformed frame, or a socket error: do not spin on the latter.
 			time.Sleep(time.Millisecond)
@@ -137,9 +138,6 @@ func (w *Watcher) read(c *arp.Client) {
 	}
 }
 
-func isClosed(err error) bool {
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed)
-}
 
 // Report analyses what was seen in [from, to].
 func (w *Watcher) Report(from, to time.Time) Report {
