@@ -242,7 +242,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Listen before starting anything, so a port in use fails the start instead of leaving a half-started node.
 	var ln net.Listener
 	if a.proxy != nil {
-		l, err := net.Listen("tcp", a.cfg.Listen)
+		l, err := a.proxy.Listen(ctx, a.cfg.Listen) // keepalive set once, inherited by accepted sockets
 		if err != nil {
 			return fmt.Errorf("-listen %s: %w", a.cfg.Listen, err)
 		}
