@@ -101,6 +101,9 @@ func (s *suite) stable(up []string) (string, error) {
 	if leader == "" {
 		return "", fmt.Errorf("%s knows no leader (%s)", up[0], lm.Note)
 	}
+	if !contains(up, leader) {
+		return "", fmt.Errorf("%s still names %s leader, which is not among %v", up[0], leader, up)
+	}
 	for _, n := range up[1:] {
 		m, err := e.members(n)
 		if err != nil {
@@ -233,3 +236,12 @@ func (s *suite) restore(t *testing.T) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

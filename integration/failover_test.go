@@ -79,11 +79,11 @@ func scenarioColdStart(t *testing.T, s *suite) {
 	order := append([]string(nil), lbs...)
 	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	t.Logf("starting %v", order)
+	started := time.Now()
 	for _, n := range order {
 		e.mustCompose(2*time.Minute, "up", "-d", "--no-build", "--no-deps", n)
 		time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
 	}
-	started := time.Now()
 	leader := s.waitStable(t, lbs, 90*time.Second)
 	formed := time.Since(started)
 
@@ -123,7 +123,7 @@ func scenarioColdStart(t *testing.T, s *suite) {
 	}
 	s.mu.Lock()
 	s.res = append(s.res, result{scenario: "01 cold start → VIP served", outage: formed, recovered: true,
-		note: "time from the last start to a stable cluster"})
+		note: "time from the first node's start (random order, random delays) to a stable cluster"})
 	s.mu.Unlock()
 	r := s.arp.Report(started, time.Now())
 	if r.TwoMACWindows > 0 || r.Overlap > 0 {
@@ -139,11 +139,9 @@ func scenarioKillLeader(t *testing.T, s *suite) {
 		leader := s.waitStable(t, lbs, 60*time.Second)
 		from := time.Now()
 		e.mustDocker("kill", e.container(leader))
-		fault := time.Now()
 		next := s.waitStable(t, others(leader), 30*time.Second)
-		s.measure(t, "02 leader killed (docker kill)", from, fault, crashBound, "")
+		s.measure(t, "02 leader killed (docker kill)", from, crashBound, "")
 
-		from = time.Now()
 		e.mustDocker("start", e.container(leader))
 		restarted := time.Now()
 		after := s.waitStable(t, lbs, 60*time.Second)
@@ -154,8 +152,7 @@ func scenarioKillLeader(t *testing.T, s *suite) {
 		if l, err := s.stable(lbs); err != nil || l != next {
 			t.Errorf("2 s after the rejoin: leader %q (%v), want %s", l, err, next)
 		}
-		r := s.measure(t, "06 killed node restarted, rejoins", from, restarted, 500*time.Millisecond, "")
-		_ = r
+		s.measure(t, "06 killed node restarted, rejoins", restarted, 500*time.Millisecond, "")
 	}
 }
 
@@ -168,12 +165,11 @@ func scenarioGracefulStop(t *testing.T, s *suite) {
 		from := time.Now()
 		stopped := make(chan error, 1)
 		go func() { _, err := e.docker("stop", "-t", "20", e.container(leader)); stopped <- err }()
-		fault := time.Now()
 		s.waitStable(t, others(leader), 30*time.Second)
 		if err := <-stopped; err != nil {
 			t.Fatal(err)
 		}
-		s.measure(t, "03 leader stopped (docker stop)", from, fault, gracefulBound, "")
+		s.measure(t, "03 leader stopped (docker stop)", from, gracefulBound, "")
 		code := e.mustDocker("inspect", "-f", "{{.State.ExitCode}}", e.container(leader))
 		if code != "0" {
 			t.Errorf("vipd on %s exited %s after SIGTERM, want 0", leader, code)
@@ -193,7 +189,6 @@ func scenarioUnhealthy(t *testing.T, s *suite) {
 		if err := e.blockUpstreams(leader, true); err != nil {
 			t.Fatal(err)
 		}
-		fault := time.Now()
 		next := ""
 		waitFor(t, 30*time.Second, "VIP on a healthy node", func() error {
 			h := e.nodeOfMAC(s.arp.Holder(time.Now().Add(-200 * time.Millisecond)))
@@ -203,7 +198,7 @@ func scenarioUnhealthy(t *testing.T, s *suite) {
 			next = h
 			return nil
 		})
-		s.measure(t, "04 leader's upstreams unhealthy", from, fault, detectionBound, "")
+		s.measure(t, "04 leader's upstreams unhealthy", from, detectionBound, "")
 		if err := e.blockUpstreams(leader, false); err != nil {
 			t.Fatal(err)
 		}
@@ -223,12 +218,11 @@ func scenarioPartition(t *testing.T, s *suite) {
 		if err := e.cut(leader); err != nil {
 			t.Fatal(err)
 		}
-		fault := time.Now()
 		next := s.waitStable(t, others(leader), 30*time.Second)
 		if st, err := e.status(leader); err != nil || st.VIPHeld {
 			t.Errorf("partitioned old leader %s: status %+v (%v), want the VIP released", leader, st, err)
 		}
-		time.Sleep(time.Until(fault.Add(5 * time.Second))) // hold the partition 5 s, as the VIP issue's target
+		time.Sleep(time.Until(from.Add(5 * time.Second))) // hold the partition 5 s, as the VIP issue's target
 		if err := e.heal(leader); err != nil {
 			t.Fatal(err)
 		}
@@ -239,7 +233,7 @@ func scenarioPartition(t *testing.T, s *suite) {
 		if l, err := s.stable(lbs); err != nil || l != next {
 			t.Errorf("2 s after healing: leader %q (%v), want %s", l, err, next)
 		}
-		s.measure(t, "05 leader cut off its peers 5 s", from, fault, crashBound, "")
+		s.measure(t, "05 leader cut off its peers 5 s", from, crashBound, "")
 	}
 }
 
@@ -252,7 +246,7 @@ func scenarioRolling(t *testing.T, s *suite) {
 		e.mustDocker("restart", "-t", "20", e.container(n))
 		s.waitStable(t, lbs, 60*time.Second)
 	}
-	s.measure(t, "07 rolling restart lb1, lb2, lb3", from, from, gracefulBound, "longest gap over all three restarts")
+	s.measure(t, "07 rolling restart lb1, lb2, lb3", from, gracefulBound, "longest gap over all three restarts")
 }
 
 // scenario 8: two of three down: the survivor holds no VIP (no quorum) and
@@ -261,7 +255,6 @@ func scenarioNoQuorum(t *testing.T, s *suite) {
 	e := s.env
 	leader := s.waitStable(t, lbs, 60*time.Second)
 	followers := others(leader)
-	from := time.Now()
 	e.mustDocker("kill", e.container(followers[0]))
 	e.mustDocker("kill", e.container(followers[1]))
 	waitFor(t, 30*time.Second, "survivor drops the VIP", func() error {
@@ -292,7 +285,7 @@ func scenarioNoQuorum(t *testing.T, s *suite) {
 	back := time.Now()
 	e.mustDocker("start", e.container(followers[0]))
 	s.waitStable(t, []string{leader, followers[0]}, 60*time.Second)
-	s.measure(t, "08 quorum back (2 of 3) → VIP served", from, back, 15*time.Second, "time from the start of the 2nd node")
+	s.measure(t, "08 quorum back (2 of 3) → VIP served", back, 15*time.Second, "time from the start of the 2nd node")
 	e.mustDocker("start", e.container(followers[1]))
 	s.waitStable(t, lbs, 60*time.Second)
 }
@@ -308,14 +301,13 @@ func scenarioConnections(t *testing.T, s *suite) {
 	conns := dialKeepAlive(t, net.JoinHostPort(e.lbIP(follower), "6443"), 3)
 	from := time.Now()
 	e.mustDocker("kill", e.container(leader))
-	fault := time.Now()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		conns.getAll(t, "to "+follower+" while "+leader+" is killed")
 		time.Sleep(100 * time.Millisecond)
 	}
 	s.waitStable(t, others(leader), 30*time.Second)
-	s.measure(t, "09a kill leader, conns to a follower", from, fault, crashBound, "")
+	s.measure(t, "09a kill leader, conns to a follower", from, crashBound, "")
 	e.mustDocker("start", e.container(leader))
 	leader = s.waitStable(t, lbs, 60*time.Second)
 
@@ -332,7 +324,7 @@ func scenarioConnections(t *testing.T, s *suite) {
 	if l, err := s.stable(others(victim)); err != nil || l != leader {
 		t.Errorf("after killing follower %s: leader %q (%v), want %s unchanged", victim, l, err, leader)
 	}
-	s.measure(t, "09b kill follower, conns via the VIP", from, from, 200*time.Millisecond, "")
+	s.measure(t, "09b kill follower, conns via the VIP", from, 200*time.Millisecond, "")
 	e.mustDocker("start", e.container(victim))
 	s.waitStable(t, lbs, 60*time.Second)
 }
@@ -346,9 +338,8 @@ func scenarioPause(t *testing.T, s *suite) {
 		leader := s.waitStable(t, lbs, 60*time.Second)
 		from := time.Now()
 		e.mustDocker("pause", e.container(leader))
-		fault := time.Now()
 		next := s.waitStable(t, others(leader), 30*time.Second)
-		s.measure(t, "10 leader paused (docker pause)", from, fault, crashBound, "")
+		s.measure(t, "10 leader paused (docker pause)", from, crashBound, "")
 		from = time.Now()
 		e.mustDocker("unpause", e.container(leader))
 		l := s.waitStable(t, lbs, 60*time.Second)
@@ -356,7 +347,7 @@ func scenarioPause(t *testing.T, s *suite) {
 		if l != next {
 			t.Errorf("after unpausing %s, leader is %s, want %s", leader, l, next)
 		}
-		s.measure(t, "10 paused leader resumed", from, from, 500*time.Millisecond, "")
+		s.measure(t, "10 paused leader resumed", from, 500*time.Millisecond, "")
 	}
 }
 
@@ -370,14 +361,13 @@ func scenarioNoGARP(t *testing.T, s *suite) {
 	leader := s.waitStable(t, lbs, 120*time.Second)
 	from := time.Now()
 	e.mustDocker("kill", e.container(leader))
-	fault := time.Now()
 	waitFor(t, noGARPBound, "VIP served by a survivor without GARP", func() error {
 		if !s.probe.OKSince(time.Now().Add(-200 * time.Millisecond)) {
 			return fmt.Errorf("no successful probe")
 		}
 		return nil
 	})
-	s.measure(t, "11 leader killed, gratuitous ARP off", from, fault, noGARPBound, "the host's neighbour cache must expire")
+	s.measure(t, "11 leader killed, gratuitous ARP off", from, noGARPBound, "the host's neighbour cache must expire")
 }
 
 // keepAlive is a set of TLS connections each reused for many requests.

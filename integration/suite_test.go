@@ -74,14 +74,16 @@ func (s *suite) startObservers(t *testing.T) {
 }
 
 // measure records a trial: the outage after fault, and the ARP view of
-// [from, now]. It fails the test if two MACs ever answered together or the
-// outage broke its bound (a zero bound records only).
-func (s *suite) measure(t *testing.T, scenario string, from, fault time.Time, bound time.Duration, note string) result {
+// [fault, now]. fault is taken just before the command that causes it is
+// run, so docker's own latency counts against vipd, never for it. It fails
+// the test if two MACs ever answered together or the outage broke its bound
+// (a zero bound records only).
+func (s *suite) measure(t *testing.T, scenario string, fault time.Time, bound time.Duration, note string) result {
 	t.Helper()
 	time.Sleep(200 * time.Millisecond) // let in-flight probes around the recovery land
 	now := time.Now().Add(-100 * time.Millisecond)
 	o := s.probe.Measure(fault, now)
-	a := s.arp.Report(from, now)
+	a := s.arp.Report(fault, now)
 	r := result{scenario: scenario, outage: o.Longest, recovered: o.Recovered, twoMAC: a.TwoMACTime, overlap: a.Overlap, note: note}
 	s.mu.Lock()
 	s.res = append(s.res, r)
