@@ -138,7 +138,6 @@ func (w *Watcher) read(c *arp.Client, stopping <-chan struct{}) {
 	}
 }
 
-
 // Report analyses what was seen in [from, to].
 func (w *Watcher) Report(from, to time.Time) Report {
 	w.mu.Lock()
