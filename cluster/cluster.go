@@ -37,13 +37,13 @@ var (
 )
 
 const (
-	raftDBFile       = "raft.db"
-	snapshotsRetain  = 2
-	boltOpenTimeout  = time.Second
-	raftRPCTimeout   = 2 * time.Second
-	maxVoters        = 5
-	reconcileEvery   = 500 * time.Millisecond
-	metaBroadcastTTL = 0 // UpdateNode does not wait for the broadcast
+	raftDBFile        = "raft.db"
+	snapshotsRetain   = 2
+	boltOpenTimeout   = time.Second
+	raftRPCTimeout    = 2 * time.Second
+	maxVoters         = 5
+	reconcileEvery    = 500 * time.Millisecond
+	metaBroadcastWait = 250 * time.Millisecond // UpdateNode waits at most this for the broadcast to go out
 )
 
 // Cluster is one node's membership in the vipd cluster. Its methods are safe for concurrent use.
@@ -71,6 +71,7 @@ type Cluster struct {
 	joined   atomic.Bool
 	problem  atomic.Pointer[string]
 	leaving  atomic.Bool
+	stopped  atomic.Bool
 	stopOnce sync.Once
 	stopErr  error
 	cancel   context.CancelFunc
@@ -250,6 +251,7 @@ func (c *Cluster) Shutdown() error {
 		return nil
 	}
 	c.stopOnce.Do(func() {
+		c.stopped.Store(true)
 		c.cancel()
 		var errs []error
 		if err := r.Shutdown().Error(); err != nil {
@@ -301,8 +303,8 @@ func (c *Cluster) updateMeta(f func(*wireMeta)) {
 	}
 	c.meta, c.metaB = next, b
 	c.metaMu.Unlock()
-	if ml := c.memberlist(); ml != nil {
-		if err := ml.UpdateNode(metaBroadcastTTL); err != nil {
+	if ml := c.memberlist(); ml != nil && !c.stopped.Load() {
+		if err := ml.UpdateNode(metaBroadcastWait); err != nil {
 			c.log.Warn("gossip node metadata", "err", err)
 		}
 	}

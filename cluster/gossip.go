@@ -142,9 +142,12 @@ func (d delegate) NotifyUpdate(n *memberlist.Node) {
 	d.c.kickNow()
 }
 
+// NotifyLeave fires for failed and departed nodes alike: memberlist v0.7 does not set n.State here (it tracks
+// the state in its private nodeState), so a node counts as left if its last gossiped metadata said it was
+// leaving, which Leave sets before leaving gossip.
 func (d delegate) NotifyLeave(n *memberlist.Node) {
 	st := StatusDead
-	if n.State == memberlist.StateLeft {
+	if m, err := decodeMeta(n.Meta); n.State == memberlist.StateLeft || (err == nil && m.Leaving) {
 		st = StatusLeft
 	}
 	d.c.members.upsert(n, st)

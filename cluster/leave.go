@@ -19,7 +19,7 @@ const leaveRemovalWait = 5 * time.Second
 // stopped on return even if a step failed; the error says which.
 func (c *Cluster) Leave(ctx context.Context) error {
 	r := c.rft.Load()
-	if r == nil || c.memberlist() == nil {
+	if r == nil || c.memberlist() == nil || c.stopped.Load() {
 		return ErrNotStarted
 	}
 	c.leaving.Store(true)
