@@ -23,8 +23,16 @@ func (c *Cluster) Leave(ctx context.Context) error {
 		return ErrNotStarted
 	}
 	c.leaving.Store(true)
-	c.setInternal(func(m *wireMeta) { m.Leaving = true })
 	var errs []error
+	// Hand leadership over before anything else: gossiping the leaving flag waits for a broadcast round.
+	if r.State() == raft.Leader {
+		if err := r.LeadershipTransfer().Error(); err != nil {
+			c.log.Warn("leave: leadership transfer failed", "err", err)
+		} else {
+			c.log.Info("leave: leadership transferred")
+		}
+	}
+	c.setInternal(func(m *wireMeta) { m.Leaving = true })
 	if err := c.leaveRaft(ctx, r); err != nil {
 		errs = append(errs, err)
 	}
@@ -43,7 +51,7 @@ func (c *Cluster) leaveRaft(ctx context.Context, r *raft.Raft) error {
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	transferred := false
+	transferred := true // Leave tried once already
 	for {
 		cfg, err := c.configuration()
 		if err != nil {
