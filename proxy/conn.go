@@ -10,10 +10,11 @@ import (
 // its own goroutine (fresh, so a parked pump keeps the minimal stack); whichever finishes last releases the
 // conn. conns are pooled so the per-connection bookkeeping does not allocate.
 type conn struct {
-	s               *server
-	be              *backend
-	client, backend *net.TCPConn
-	up, down        pump
+	s        *server
+	be       *backend
+	client   *net.TCPConn
+	backend  socket
+	up, down pump
 
 	running atomic.Int32 // pumps still running; the one that brings it to 0 releases the conn
 	closed  atomic.Bool  // both sockets closed (once)
@@ -32,7 +33,7 @@ func newConn() *conn {
 }
 
 // reset prepares a pooled conn for a new client/backend pair.
-func (c *conn) reset(s *server, be *backend, client, backend *net.TCPConn) error {
+func (c *conn) reset(s *server, be *backend, client *net.TCPConn, backend socket) error {
 	c.s, c.be, c.client, c.backend = s, be, client, backend
 	c.running.Store(2)
 	c.closed.Store(false)
@@ -46,8 +47,8 @@ func (c *conn) reset(s *server, be *backend, client, backend *net.TCPConn) error
 	if err != nil {
 		return err
 	}
-	c.up.reset(c, true, client, backend, crc, brc)
-	c.down.reset(c, false, backend, client, brc, crc)
+	c.up.reset(c, true, crc, brc)
+	c.down.reset(c, false, brc, crc)
 	return nil
 }
 
@@ -80,7 +81,7 @@ func (c *conn) runPump(d *pump) {
 	} else if c.running.Load() > 1 {
 		// EOF from src while the other direction still runs: tell dst we will send no more, but keep
 		// reading its reply. When this is the last direction, release's close sends the FIN anyway.
-		_ = d.dst.CloseWrite()
+		_ = d.dstRC.Control(d.shutdownFn)
 	}
 	if c.running.Add(-1) == 0 {
 		c.s.release(c)
@@ -113,7 +114,7 @@ func (c *conn) closeBoth(reset bool) {
 	}
 	if reset {
 		_ = c.client.SetLinger(0)
-		_ = c.backend.SetLinger(0)
+		setLinger0(c.backend)
 	}
 	_ = c.client.Close()
 	_ = c.backend.Close()

@@ -139,7 +139,7 @@ func TestIdleConnectionsHoldNoPipes(t *testing.T) {
 	for i := range conns {
 		conns[i] = dial(t, tp.addr)
 		wg.Go(func() {
-			msg := strings.Repeat("x", 8<<10) // several splices each way per connection
+			msg := strings.Repeat("x", 64<<10) // beyond copyBufSize: copies, then several splices each way
 			if r, err := roundTrip(conns[i], msg); err != nil || r != msg {
 				errs <- err
 			}
@@ -172,5 +172,24 @@ func TestIdleConnectionsHoldNoPipes(t *testing.T) {
 		if r, err := roundTrip(c, "still alive"); err != nil || r != "still alive" {
 			t.Fatalf("idle connection broken: %q, %v", r, err)
 		}
+	}
+}
+
+// TestBackendByNameAndSmallThenBulk covers both dial paths (an IP literal connects raw, a name goes through
+// net.Dialer) and both copy modes on one connection: small messages through the copy buffer, then a
+// transfer that fills it and switches the direction to splice, then small messages again.
+func TestBackendByNameAndSmallThenBulk(t *testing.T) {
+	be := startBackend(t, echo)
+	_, port, _ := net.SplitHostPort(be.addr)
+	for _, addr := range []string{be.addr, net.JoinHostPort("localhost", port)} {
+		t.Run(addr, func(t *testing.T) {
+			tp := startProxy(t, Config{}, newFakeBackends(addr))
+			c := dial(t, tp.addr)
+			for _, msg := range []string{"small", strings.Repeat("b", 3*copyBufSize+7), "small again"} {
+				if r, err := roundTrip(c, msg); err != nil || r != msg {
+					t.Fatalf("echo of %d bytes: got %d bytes, %v", len(msg), len(r), err)
+				}
+			}
+		})
 	}
 }

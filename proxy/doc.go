@@ -1,8 +1,9 @@
 // Package proxy is vipd's L4 data path: it accepts TCP connections on the service address and spreads them
 // over the backends that are healthy right now, the job Envoy or HAProxy does in front of a Kubernetes API.
 //
-// Bytes move between the client and the backend socket with splice(2) through a kernel pipe, so payload never
-// enters user space. Unlike io.Copy (which parks holding a splice pipe per direction), a direction waits for
+// Bytes move between the client and the backend socket with splice(2) through a kernel pipe, so bulk payload
+// never enters user space; like HAProxy's splice-auto, a direction copies small messages through a 16 KiB
+// pooled buffer until one read fills it, and splices from then on. Unlike io.Copy (which parks holding a splice pipe per direction), a direction waits for
 // readability without a pipe and borrows one from a small bounded free list only while bytes are in flight:
 // an idle proxied connection costs exactly its two sockets.
 //

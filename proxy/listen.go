@@ -40,16 +40,16 @@ func (p *Proxy) Listen(ctx context.Context, address string) (net.Listener, error
 // setKeepAlive enables keepalive probes after ka of silence, every ka (ka < 0: disabled).
 func setKeepAlive(fd int, ka time.Duration) error {
 	if ka < 0 {
-		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0)
+		return rawSetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0)
 	}
 	secs := max(1, int(ka/time.Second))
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1); err != nil {
+	if err := rawSetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1); err != nil {
 		return fmt.Errorf("set SO_KEEPALIVE: %w", err)
 	}
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs); err != nil {
+	if err := rawSetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs); err != nil {
 		return fmt.Errorf("set TCP_KEEPIDLE: %w", err)
 	}
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs); err != nil {
+	if err := rawSetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs); err != nil {
 		return fmt.Errorf("set TCP_KEEPINTVL: %w", err)
 	}
 	return nil

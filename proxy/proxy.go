@@ -97,7 +97,7 @@ func (p *Proxy) Counters() Counters {
 
 // dial connects to a healthy backend, retrying on the next ones after a failure. The chosen backend's
 // active count is already incremented on success.
-func (p *Proxy) dial(ctx context.Context) (*net.TCPConn, *backend, error) {
+func (p *Proxy) dial(ctx context.Context) (socket, *backend, error) {
 	addrs := p.backends.Healthy()
 	if len(addrs) == 0 {
 		return nil, nil, errNoHealthy
@@ -114,12 +114,12 @@ func (p *Proxy) dial(ctx context.Context) (*net.TCPConn, *backend, error) {
 		tried = append(tried, i)
 		be := p.table.get(addrs[i])
 		be.activeN.Add(1) // count it before dialing so concurrent LeastConn picks see it
-		c, err := p.dialer.DialContext(ctx, "tcp", be.addr)
+		c, err := p.connect(ctx, be)
 		if err == nil {
 			be.total.Add(1)
 			inc(be.m.conns)
 			gaugeAdd(be.m.active, 1)
-			return c.(*net.TCPConn), be, nil
+			return c, be, nil
 		}
 		be.activeN.Add(-1)
 		if ctx.Err() != nil {
@@ -132,6 +132,22 @@ func (p *Proxy) dial(ctx context.Context) (*net.TCPConn, *backend, error) {
 		lastErr = err
 	}
 	return nil, nil, fmt.Errorf("%w (%d tried): %w", errAllDialsFailed, len(tried), lastErr)
+}
+
+// connect opens one connection to be: raw for an IP literal, through net.Dialer for a name.
+func (p *Proxy) connect(ctx context.Context, be *backend) (socket, error) {
+	if be.hasSA {
+		f, err := connectRaw(ctx, &be.sa, p.cfg.KeepAlive, p.cfg.DialTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("dial %s: %w", be.addr, err)
+		}
+		return f, nil
+	}
+	c, err := p.dialer.DialContext(ctx, "tcp", be.addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
 }
 
 // noBackend refuses client after dial found no backend, logging once per outage.

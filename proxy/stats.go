@@ -32,6 +32,8 @@ type backend struct {
 	total, dialErrors  atomic.Uint64
 	bytesUp, bytesDown atomic.Uint64
 	m                  backendMetrics
+	sa                 sockaddr // addr parsed once, when hasSA (an IP literal)
+	hasSA              bool
 }
 
 // table maps backend addresses to their state. Lookups take a read lock; the set only grows.
@@ -57,6 +59,7 @@ func (t *table) get(addr string) *backend {
 	defer t.mu.Unlock()
 	if b = t.byAddr[addr]; b == nil {
 		b = &backend{addr: strings.Clone(addr), m: t.metrics.forBackend(addr)}
+		b.sa, b.hasSA = parseSockaddr(addr)
 		t.byAddr[b.addr] = b
 	}
 	return b
