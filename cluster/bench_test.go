@@ -27,9 +27,23 @@ func BenchmarkFailoverCrash(b *testing.B) { benchFailover(b, false) }
 // BenchmarkFailoverLeave measures graceful Leave of the leader (leadership transfer first) → new leader.
 func BenchmarkFailoverLeave(b *testing.B) { benchFailover(b, true) }
 
+// envTimings lets a tuning run override the raft timings: VIPD_RAFT_HEARTBEAT, VIPD_RAFT_ELECTION,
+// VIPD_RAFT_LEASE (Go durations).
+func envTimings(_ int, cfg *Config) {
+	for env, dst := range map[string]*time.Duration{
+		"VIPD_RAFT_HEARTBEAT": &cfg.HeartbeatTimeout,
+		"VIPD_RAFT_ELECTION":  &cfg.ElectionTimeout,
+		"VIPD_RAFT_LEASE":     &cfg.LeaseTimeout,
+	} {
+		if d, err := time.ParseDuration(os.Getenv(env)); err == nil {
+			*dst = d
+		}
+	}
+}
+
 func benchFailover(b *testing.B, graceful bool) {
 	for range b.N {
-		tc := makeCluster(b, 3, true)
+		tc := makeCluster(b, 3, true, envTimings)
 		var times []time.Duration
 		for trial := range benchTrials() {
 			old := tc.waitLeader(10 * time.Second)
@@ -113,7 +127,7 @@ func TestSoakNoLeaderChange(t *testing.T) {
 	if err != nil || d <= 0 {
 		t.Skip("set VIPD_SOAK=5m to run the saturated-CPU stability test")
 	}
-	tc := makeCluster(t, 3, true)
+	tc := makeCluster(t, 3, true, envTimings)
 	leader := tc.waitLeader(10 * time.Second)
 	for i := range tc.nodes {
 		waitFor(t, 10*time.Second, "3 voters", func() bool { return tc.nodes[i].c.Status().Voters == 3 })
@@ -163,7 +177,8 @@ loop:
 	if st := tc.nodes[leader].c.Status(); st.Term != term || st.Role != RoleLeader {
 		t.Errorf("term %d → %d, role %s: an election happened under load", term, st.Term, st.Role)
 	}
-	t.Logf("soak %v with both cores saturated: %d leadership changes, term %d", d, changes, term)
+	t.Logf("soak %v with both cores saturated (heartbeat %v, lease %v): %d leadership changes, term %d", d,
+		tc.nodes[0].cfg.HeartbeatTimeout, tc.nodes[0].cfg.LeaseTimeout, changes, term)
 }
 
 // TestBurnCPU is the soak test's CPU burner (a subprocess, bounded by VIPD_BURN); it skips otherwise.
