@@ -17,13 +17,27 @@ type conn struct {
 	up, down pump
 
 	running atomic.Int32 // pumps still running; the one that brings it to 0 releases the conn
-	closed  atomic.Bool  // both sockets closed (once)
-	touched atomic.Bool  // bytes moved since the idle sweeper last looked
+	// downState is the downstream direction's owner: a goroutine (downRunning), the server's idle set with
+	// no goroutine (downParked), or nobody (downDone). Moves out of downParked are CASes, so exactly one of
+	// the watcher (wake) and a closer (claim) takes a parked direction over.
+	downState atomic.Int32
+	downInSet atomic.Bool // the backend socket is registered in the idle set (re-arm with MOD)
+	slot      int32       // index in the idle set, valid while tracked
+	gen       uint32
+
+	closed  atomic.Bool // both sockets closed (once)
+	touched atomic.Bool // bytes moved since the idle sweeper last looked
 
 	// Guarded by server.mu.
 	lastSeen   int64 // unix nanos when the sweeper last saw activity
 	prev, next *conn
 }
+
+const (
+	downRunning = iota
+	downParked
+	downDone
+)
 
 func newConn() *conn {
 	c := &conn{}
@@ -36,6 +50,8 @@ func newConn() *conn {
 func (c *conn) reset(s *server, be *backend, client *net.TCPConn, backend socket) error {
 	c.s, c.be, c.client, c.backend = s, be, client, backend
 	c.running.Store(2)
+	c.downState.Store(downRunning)
+	c.downInSet.Store(false)
 	c.closed.Store(false)
 	c.touched.Store(false)
 	c.lastSeen, c.prev, c.next = 0, nil, nil
@@ -49,6 +65,7 @@ func (c *conn) reset(s *server, be *backend, client *net.TCPConn, backend socket
 	}
 	c.up.reset(c, true, crc, brc)
 	c.down.reset(c, false, brc, crc)
+	c.down.parkIdle = s.idle != nil
 	return nil
 }
 
@@ -68,14 +85,51 @@ func (c *conn) pumpUp() {
 
 func (c *conn) pumpDown() {
 	s := c.s // c may be recycled once the pump returns
-	defer s.connWG.Done()
-	c.runPump(&c.down)
+	err := c.down.run()
+	if err == errParked {
+		if c.park() {
+			return // the count in connWG stays with the parked direction
+		}
+		err = net.ErrClosed
+	}
+	c.endPump(&c.down, err)
+	s.connWG.Done()
 }
 
-// runPump runs one direction to its end: on EOF it propagates the half-close to the other side; on an error
-// it closes both sockets so the other direction ends too. The last direction releases the conn.
+// park hands the idle downstream direction to the idle set. It reports false when the backend socket was
+// closed meanwhile and this goroutine still owns the direction (it must then finish it).
+func (c *conn) park() bool {
+	c.downState.Store(downParked)
+	// Once armed, the watcher may run the direction on another goroutine at any moment: from then on this
+	// one must not touch c, so the outcome comes back in a local (one small allocation per park).
+	is := c.s.idle
+	var armErr error
+	err := c.down.srcRC.Control(func(fd uintptr) { armErr = is.arm(int(fd), c) })
+	if err == nil && armErr == nil {
+		return true
+	}
+	// Not armed, so no event will come: take the direction back, unless a closer claimed it already.
+	return !c.downState.CompareAndSwap(downParked, downRunning)
+}
+
+// wakeDown is the idle set's callback: the backend became readable, run the downstream direction again.
+func (c *conn) wakeDown() {
+	if c.downState.CompareAndSwap(downParked, downRunning) {
+		go c.pumpDown()
+	}
+}
+
+// runPump runs one direction to its end.
 func (c *conn) runPump(d *pump) {
-	err := d.run()
+	c.endPump(d, d.run())
+}
+
+// endPump ends one direction: on EOF (nil) it propagates the half-close to the other side; on an error it
+// closes both sockets so the other direction ends too. The last direction releases the conn.
+func (c *conn) endPump(d *pump, err error) {
+	if !d.upstream {
+		c.downState.Store(downDone)
+	}
 	if err != nil {
 		c.fail(d, err)
 	} else if c.running.Load() > 1 {
@@ -118,4 +172,13 @@ func (c *conn) closeBoth(reset bool) {
 	}
 	_ = c.client.Close()
 	_ = c.backend.Close()
+	if c.downState.CompareAndSwap(downParked, downDone) {
+		// The parked direction has no goroutine to notice the close (a closed fd leaves the epoll set
+		// silently): finish it here, off the caller's locks (the sweeper and drain hold server.mu).
+		go func() {
+			s := c.s
+			c.endPump(&c.down, net.ErrClosed)
+			s.connWG.Done()
+		}()
+	}
 }

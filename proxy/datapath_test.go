@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -191,5 +192,47 @@ func TestBackendByNameAndSmallThenBulk(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestIdleConnectionsParkOneGoroutine checks the memory design: an idle proxied connection keeps one
+// goroutine (upstream); its downstream direction waits in the idle set, and data the backend sends on its
+// own (server speaks first, after a pause) still reaches the client.
+func TestIdleConnectionsParkOneGoroutine(t *testing.T) {
+	const n = 100
+	release := make(chan struct{})
+	be := startBackend(t, func(c net.Conn) {
+		select {
+		case <-release:
+		case <-time.After(10 * time.Second):
+			return
+		}
+		if _, err := io.WriteString(c, "late hello\n"); err != nil {
+			return
+		}
+		echo(c)
+	})
+	tp := startProxy(t, Config{}, newFakeBackends(be.addr))
+	waitFor(t, 2*time.Second, "proxy to settle", func() bool { return tp.p.Counters().Active == 0 })
+	g0 := runtime.NumGoroutine()
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		conns[i] = dial(t, tp.addr)
+	}
+	// The backend handlers add one goroutine per connection; the proxy should add one more, not two.
+	var g int
+	waitFor(t, 5*time.Second, "one proxy goroutine per idle connection", func() bool {
+		g = runtime.NumGoroutine() - g0
+		return tp.p.Counters().Active == n && g <= 2*n+n/10
+	})
+	t.Logf("%d idle connections: %d more goroutines (backend handlers included)", n, g)
+	close(release)
+	for i, c := range conns {
+		if line, err := readLine(c); err != nil || line != "late hello" {
+			t.Fatalf("conn %d: server-speaks-first line %q, %v", i, line, err)
+		}
+		if r, err := roundTrip(c, "ping"); err != nil || r != "ping" {
+			t.Fatalf("conn %d: echo after wake-up %q, %v", i, r, err)
+		}
 	}
 }

@@ -5,7 +5,8 @@
 // never enters user space; like HAProxy's splice-auto, a direction copies small messages through a 16 KiB
 // pooled buffer until one read fills it, and splices from then on. Unlike io.Copy (which parks holding a splice pipe per direction), a direction waits for
 // readability without a pipe and borrows one from a small bounded free list only while bytes are in flight:
-// an idle proxied connection costs exactly its two sockets.
+// an idle proxied connection costs exactly its two sockets. Its downstream direction waits in an epoll set
+// the server owns instead of on a goroutine of its own, so it also parks one goroutine, not two.
 //
 // The package is Linux-only (splice, pipe2).
 package proxy

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"sync"
 	"syscall"
 
@@ -50,7 +51,13 @@ type pump struct {
 	// Bound once per pooled conn so RawConn calls do not allocate closures.
 	readFn, writeFn func(fd uintptr) bool
 	shutdownFn      func(fd uintptr)
+
+	parkIdle bool // on an empty src, return errParked instead of parking the goroutine (downstream)
+	parked   bool // the last read found src empty and parkIdle is set
 }
+
+// errParked: src is empty and the direction goes to the server's idle set instead of parking a goroutine.
+var errParked = errors.New("direction parked in the idle set")
 
 func (d *pump) bind() {
 	d.readFn = d.onReadable
@@ -63,6 +70,7 @@ func (d *pump) reset(c *conn, upstream bool, srcRC, dstRC syscall.RawConn) {
 	d.c, d.upstream, d.srcRC, d.dstRC = c, upstream, srcRC, dstRC
 	d.hasPipe, d.buffered, d.n, d.err, d.moved = false, 0, 0, nil, 0
 	d.splicing, d.buf, d.off = false, nil, 0
+	d.parkIdle, d.parked = false, false
 }
 
 // clear drops references so a pooled conn does not pin sockets.
@@ -96,6 +104,10 @@ func (d *pump) run() error {
 		}
 		if d.err != nil {
 			return d.err
+		}
+		if d.parked {
+			d.parked = false
+			return errParked
 		}
 		if d.n == 0 {
 			return nil // EOF
@@ -142,7 +154,8 @@ func (d *pump) onReadable(fd uintptr) bool {
 			pool.put(d.pipe)
 			d.hasPipe = false
 			d.flush()
-			return false
+			d.parked = d.parkIdle
+			return d.parked
 		default:
 			d.err = err
 			return true
@@ -195,7 +208,8 @@ func (d *pump) recv(fd int) bool {
 			copyBufs.Put(d.buf)
 			d.buf = nil
 			d.flush()
-			return false
+			d.parked = d.parkIdle
+			return d.parked
 		default:
 			d.err = err
 			return true

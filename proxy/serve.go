@@ -28,7 +28,8 @@ type server struct {
 	idleHandlers atomic.Int32
 	handlerWG    sync.WaitGroup
 
-	setKeepAlive bool // accepted sockets need keepalive set (not inherited from a Listen listener)
+	setKeepAlive bool     // accepted sockets need keepalive set (not inherited from a Listen listener)
+	idle         *idleSet // where idle downstream directions wait; nil: they park a goroutine each
 
 	mu      sync.Mutex
 	head    *conn // tracked connections (intrusive list)
@@ -64,6 +65,12 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		_ = ln.Close()
 	})
+	if is, err := newIdleSet(); err != nil {
+		p.log.Warn("no idle set: idle connections keep a goroutine per direction", "err", err)
+	} else {
+		s.idle = is
+		bg.Go(func() { is.run((*conn).wakeDown) })
+	}
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	if p.cfg.IdleTimeout > 0 {
 		bg.Go(func() { s.sweep(sweepCtx, p.cfg.IdleTimeout) })
@@ -75,6 +82,9 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	close(s.quit)
 	s.handlerWG.Wait()
 	stopSweep()
+	if s.idle != nil {
+		s.idle.close() // every connection ended in drain, so nothing is parked
+	}
 	bg.Wait()
 	return err
 }
@@ -237,6 +247,9 @@ func (s *server) track(c *conn) bool {
 	}
 	s.head = c
 	s.n++
+	if s.idle != nil {
+		s.idle.add(c)
+	}
 	return true
 }
 
@@ -253,6 +266,9 @@ func (s *server) untrack(c *conn) {
 	}
 	c.prev, c.next = nil, nil
 	s.n--
+	if s.idle != nil {
+		s.idle.remove(c)
+	}
 }
 
 // drain waits up to DrainTimeout for connections to end, then closes the rest and waits for their goroutines.
