@@ -239,6 +239,12 @@ func (a *Agent) healthSource() vip.HealthSource {
 // fails. It then shuts down in the order that keeps the VIP safe and clients served: release the VIP, leave the
 // cluster (handing leadership on), drain the proxy. It returns nil after a clean shutdown.
 func (a *Agent) Run(ctx context.Context) error {
+	if a.cfg.Nice != 0 {
+		if err := setNice(a.cfg.Nice); err != nil {
+			a.log.Warn("cannot raise scheduling priority; Raft heartbeats may be late when the CPU is saturated (grant CAP_SYS_NICE or set -nice 0)",
+				"nice", a.cfg.Nice, "err", err)
+		}
+	}
 	// Listen before starting anything, so a port in use fails the start instead of leaving a half-started node.
 	var ln net.Listener
 	if a.proxy != nil {
@@ -345,6 +351,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// 2. Leave the cluster gracefully (leadership transfer first) so a peer takes the VIP within milliseconds.
 	if a.cluster != nil {
 		leaveCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		a.handOver(leaveCtx)
 		leaveErr := a.cluster.Leave(leaveCtx)
 		cancel()
 		if leaveErr != nil {
@@ -367,6 +374,24 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Wait()
 	a.log.Info("vipd agent stopped")
 	return runErr
+}
+
+// handOver transfers leadership to a healthy successor before leaving, so the next VIP holder is a node that
+// can serve (raft alone would pick the most up-to-date follower, healthy or not, and that node would have to
+// hand over once more). Leave transfers to any peer if this fails.
+func (a *Agent) handOver(ctx context.Context) {
+	if !a.cluster.IsLeader() {
+		return
+	}
+	next, ok := vip.Successor(leadership{c: a.cluster, self: a.cfg.Node}.Peers())
+	if !ok {
+		return
+	}
+	if err := a.cluster.TransferLeadership(ctx, next.Name); err != nil {
+		a.log.Warn("hand leadership to a healthy peer before leaving", "to", next.Name, "err", err)
+		return
+	}
+	a.log.Info("leadership handed over before leaving", "to", next.Name)
 }
 
 // Ready is closed once Run has bound its listeners; after that Addrs reports them. Tests and supervisors that

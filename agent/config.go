@@ -43,6 +43,7 @@ type Config struct {
 	HTTPAddr      string        `yaml:"http-addr"`
 	LogLevel      string        `yaml:"log-level"`
 	LogFormat     string        `yaml:"log-format"`
+	Nice          int           `yaml:"nice"`
 	ClusterConfig `yaml:",inline"`
 	VIPConfig     `yaml:",inline"`
 }
@@ -101,6 +102,7 @@ func Default() Config {
 		HTTPAddr:      "127.0.0.1:7948",
 		LogLevel:      "info",
 		LogFormat:     "text",
+		Nice:          -10,
 		ClusterConfig: ClusterConfig{
 			Node:          host,
 			GossipPort:    cluster.DefaultGossipPort,
@@ -143,6 +145,12 @@ func (c *Config) Validate() error {
 		func() error { return validateHostPort("http-addr", c.HTTPAddr, true) },
 		func() error { return oneOf("log-level", c.LogLevel, "debug", "info", "warn", "error") },
 		func() error { return oneOf("log-format", c.LogFormat, "text", "json") },
+		func() error {
+			if c.Nice < -20 || c.Nice > 19 {
+				return invalid("nice", "%d is out of range -20..19", c.Nice)
+			}
+			return nil
+		},
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

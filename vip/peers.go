@@ -27,3 +27,7 @@ func chooseTarget(peers []Peer, above *int) (Peer, bool) {
 	})
 	return cands[0], true
 }
+
+// Successor picks the peer that should lead next when this node steps aside: a healthy voter that is not a
+// witness, highest priority first, then by name so every node would pick the same one.
+func Successor(peers []Peer) (Peer, bool) { return chooseTarget(peers, nil) }

@@ -70,6 +70,7 @@ func agentFlags(fs *flag.FlagSet, cfg *agent.Config, configFile *string) {
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "admin API: /healthz, /metrics, /v1/backends, /v1/members, /v1/status")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
+	fs.IntVar(&cfg.Nice, "nice", cfg.Nice, "scheduling priority of the agent (-20..19); below 0 keeps Raft heartbeats on time when other processes saturate the CPU (needs CAP_SYS_NICE, else a warning; 0 leaves it as started)")
 
 	fs.StringVar(&cfg.Node, "node", cfg.Node, "this node's unique name in the cluster")
 	fs.StringVar(&cfg.Bind, "bind", cfg.Bind, "IP address for gossip and Raft (must be on this host)")
