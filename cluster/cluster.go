@@ -234,7 +234,7 @@ func (c *Cluster) raftTransport(hlog *hclogAdapter) (*raft.NetworkTransport, err
 		ln.Close()
 		return nil, fmt.Errorf("raft advertise address %s: %w", c.raftAddr, err)
 	}
-	sl := &streamLayer{ln: ln, advertise: adv, filter: c.cfg.net, local: &net.TCPAddr{IP: net.ParseIP(c.cfg.BindAddr)}}
+	sl := &streamLayer{ln: ln, advertise: adv, filter: c.cfg.Partition.filter(), local: &net.TCPAddr{IP: net.ParseIP(c.cfg.BindAddr)}}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  sl,
 		MaxPool: 3,

@@ -75,9 +75,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Version is gossiped in Meta.Version.
 	Version string
-
-	// net, when set (tests only, see export_test.go), filters traffic to simulate partitions.
-	net *netFilter
+	// Partition, when set, drops traffic to the peers it blocks (tests and fault drills); nil in production.
+	Partition *Partition
 }
 
 func (c Config) withDefaults() Config {

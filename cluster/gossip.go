@@ -200,8 +200,8 @@ func (c *Cluster) startMemberlist() (*memberlist.Memberlist, error) {
 		return nil, fmt.Errorf("gossip listen on %s port %d (is -bind an address of this host, and the port free?): %w",
 			c.cfg.BindAddr, c.cfg.GossipPort, err)
 	}
-	if c.cfg.net != nil {
-		mc.Transport = &filteredTransport{NetTransport: nt, filter: c.cfg.net}
+	if f := c.cfg.Partition.filter(); f != nil {
+		mc.Transport = &filteredTransport{NetTransport: nt, filter: f}
 	} else {
 		mc.Transport = nt
 	}

@@ -77,11 +77,11 @@ func randomNet() string {
 }
 
 type tnode struct {
-	cfg    Config
-	c      *Cluster
-	filter *netFilter
-	logs   *logSink
-	ip     string
+	cfg  Config
+	c    *Cluster
+	part *Partition
+	logs *logSink
+	ip   string
 }
 
 type tcluster struct {
@@ -107,7 +107,7 @@ func makeCluster(t testing.TB, n int, start bool, opts ...clusterOpt) *tcluster 
 				join = append(join, fmt.Sprintf("%s%d", base, j+1))
 			}
 		}
-		f := newNetFilter()
+		part := NewPartition()
 		sink := newLogSink(t)
 		cfg := Config{
 			NodeName:        fmt.Sprintf("n%d", i+1),
@@ -117,12 +117,12 @@ func makeCluster(t testing.TB, n int, start bool, opts ...clusterOpt) *tcluster 
 			Join:            join,
 			Logger:          sink.logger().With("test_node", fmt.Sprintf("n%d", i+1)),
 			Version:         "test",
-			net:             f,
+			Partition:       part,
 		}
 		for _, o := range opts {
 			o(i, &cfg)
 		}
-		tc.nodes = append(tc.nodes, &tnode{cfg: cfg, filter: f, logs: sink, ip: ip})
+		tc.nodes = append(tc.nodes, &tnode{cfg: cfg, part: part, logs: sink, ip: ip})
 	}
 	t.Cleanup(func() {
 		for _, nd := range tc.nodes {
@@ -225,12 +225,12 @@ func (tc *tcluster) partition(group ...int) {
 				blocked = append(blocked, other.ip)
 			}
 		}
-		nd.filter.set(blocked)
+		nd.part.Block(blocked...)
 	}
 }
 
 func (tc *tcluster) heal() {
 	for _, nd := range tc.nodes {
-		nd.filter.set(nil)
+		nd.part.Heal()
 	}
 }

@@ -11,12 +11,39 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// errBlocked is returned when the test partition filter drops a dial.
-var errBlocked = errors.New("blocked by test partition")
+// errBlocked is returned when a Partition drops a dial.
+var errBlocked = errors.New("blocked by partition")
 
-// netFilter simulates network partitions over real sockets (tests only): traffic to a blocked peer IP is
-// dropped, and established raft connections to it are closed. A nil *netFilter blocks nothing. Each node has
-// its own filter; a partition blocks in both directions by blocking on both sides.
+// Partition drops traffic between this node and the blocked peer IPs, over the real sockets, for tests and
+// fault drills (a real network cut needs root and namespaces; this runs anywhere, e.g. with every node on its
+// own 127.x.y.z address). A nil *Partition blocks nothing.
+//
+// Give each node its own Partition (Config.Partition). A node drops its outgoing gossip and raft dials to a
+// blocked IP and refuses raft connections from it, but it still receives the peer's gossip datagrams: for a
+// full cut, block each side on the other (node A blocks B's IP and B blocks A's). Raft dials then use the
+// bind address as source, so peers see the node's own IP.
+type Partition struct{ f *netFilter }
+
+// NewPartition returns a Partition that blocks nothing until Block.
+func NewPartition() *Partition { return &Partition{f: newNetFilter()} }
+
+// Block replaces the blocked set with ips (plain IPs, no ports) and closes established raft connections to
+// them, so the cut takes effect at once rather than on the next dial.
+func (p *Partition) Block(ips ...string) { p.f.set(ips) }
+
+// Heal blocks nothing again; raft reconnects on its next RPC.
+func (p *Partition) Heal() { p.f.set(nil) }
+
+// filter returns the underlying filter; nil (blocks nothing) for a nil Partition.
+func (p *Partition) filter() *netFilter {
+	if p == nil {
+		return nil
+	}
+	return p.f
+}
+
+// netFilter is Partition's mechanism: traffic to a blocked peer IP is dropped, and established raft
+// connections to it are closed. A nil *netFilter blocks nothing.
 type netFilter struct {
 	mu      sync.Mutex
 	blocked map[string]bool
@@ -89,8 +116,8 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// streamLayer is raft's TCP stream layer (as raft.NewTCPTransport builds it) with the test filter applied to
-// dials and accepted connections.
+// streamLayer is raft's TCP stream layer (as raft.NewTCPTransport builds it) with the Partition filter applied
+// to dials and accepted connections.
 //
 // Close also closes every accepted connection: raft's NetworkTransport.Close leaves inbound handlers blocked
 // in Read until the peer hangs up, which would outlive Shutdown.
@@ -178,7 +205,7 @@ func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 	return s.filter.track(c), nil
 }
 
-// filteredTransport is memberlist's NetTransport with the test filter applied to outgoing packets and dials.
+// filteredTransport is memberlist's NetTransport with the Partition filter applied to outgoing packets and dials.
 // Filtering outgoing traffic on both sides of a partition is enough to cut gossip in both directions.
 type filteredTransport struct {
 	*memberlist.NetTransport
