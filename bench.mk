@@ -26,3 +26,13 @@ bench-failover:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/vipd ./cmd/vipd
 	$(GO) build -trimpath -o $(BIN)/failoverbench ./bench/failoverbench
 	$(BIN)/failoverbench -vipd $(BIN)/vipd $(FAILOVER_FLAGS)
+
+# bench-soak: the stability target — 5 minutes of steady state with both cores saturated by busy loops;
+# fails on any leader or VIP holder change. SOAK=1m for a shorter run.
+SOAK ?= 5m
+.PHONY: bench-soak
+bench-soak:
+	@if [ "$$(id -u)" != 0 ]; then echo "bench-soak needs root (network namespaces)"; exit 1; fi
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/vipd ./cmd/vipd
+	$(GO) build -trimpath -o $(BIN)/failoverbench ./bench/failoverbench
+	$(BIN)/failoverbench -vipd $(BIN)/vipd -soak $(SOAK) $(FAILOVER_FLAGS)

@@ -149,6 +149,7 @@ func (c *cluster) startVipd(n *node) error {
 		args = append(args, "-raft-heartbeat", s.heartbeat.String(), "-raft-election", s.election.String(),
 			"-raft-lease", s.lease.String())
 	}
+	args = append(args, extraFlags...)
 	p, err := c.ps.start(filepath.Join(c.dir, n.name+".vipd.log"), args...)
 	n.vipd = p
 	return err

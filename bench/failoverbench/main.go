@@ -20,6 +20,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -32,6 +34,8 @@ func main() {
 			err = backendMain(os.Args[2:])
 		case "observe":
 			err = observeMain(os.Args[2:])
+		case "burn":
+			err = burnMain(os.Args[2:])
 		default:
 			os.Exit(run(os.Args[1:]))
 		}
@@ -52,6 +56,8 @@ func run(args []string) int {
 	fast := fs.String("fast", "40ms/40ms/20ms", "fast setting: raft heartbeat/election/lease; empty to skip")
 	only := fs.String("only", "", "run only scenarios whose name contains this")
 	keep := fs.Bool("keep-logs", false, "keep the temporary directory with every process's log")
+	extra := fs.String("vipd-flags", "", "extra flags for every vipd agent, space-separated (e.g. \"-nice 0\")")
+	soakFor := fs.Duration("soak", 0, "instead of the failover scenarios: steady state for this long with both cores saturated by busy loops; counts leader changes")
 	fs.Parse(args)
 
 	if os.Geteuid() != 0 {
@@ -149,6 +155,10 @@ func run(args []string) int {
 		<-loDone
 	}()
 
+	extraFlags = strings.Fields(*extra)
+	if *soakFor > 0 {
+		return runSoak(ctx, t, ps, vipd, self, dir, obs, lo, *soakFor)
+	}
 	fmt.Printf("failoverbench: 3 nodes + client in namespaces %s-*, probe every 10 ms (50 ms budget), %d trials per scenario\n", t.prefix, *trials)
 	var tables []table
 	for _, s := range settings {
@@ -185,6 +195,38 @@ func run(args []string) int {
 		c.stop()
 	}
 	printTables(os.Stdout, tables)
+	return 0
+}
+
+// extraFlags are appended to every agent's command line (-vipd-flags).
+var extraFlags []string
+
+// runSoak is the stability measurement: default settings, steady state, both cores saturated.
+func runSoak(ctx context.Context, t *topo, ps *procs, vipd, self, dir string, obs *observer, lo *loWatch, d time.Duration) int {
+	c := &cluster{t: t, ps: ps, vipdBin: vipd, self: self, dir: dir, setting: raftSetting{name: "default"}}
+	defer c.stop()
+	if err := c.start(); err != nil {
+		fmt.Fprintln(os.Stderr, "failoverbench:", err)
+		return 1
+	}
+	if _, err := c.waitStable(ctx, obs, lo, time.Second, 30*time.Second); err != nil {
+		fmt.Fprintln(os.Stderr, "failoverbench:", err)
+		return 1
+	}
+	fmt.Printf("failoverbench: soak: %s of steady state, default settings, %d busy-loop processes saturating the CPU\n", d, runtime.NumCPU())
+	res, err := soak(ctx, c, lo, self, d)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "failoverbench:", err)
+		return 1
+	}
+	for _, e := range res.events {
+		fmt.Println("  ", e)
+	}
+	fmt.Printf("soak %s: %d samples of every node's status, %d leader changes, %d VIP holder changes\n",
+		res.duration, res.samples, res.leaderChanges, res.holderChanges)
+	if res.leaderChanges > 0 || res.holderChanges > 0 {
+		return 1
+	}
 	return 0
 }
 

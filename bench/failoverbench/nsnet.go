@@ -58,6 +58,7 @@ func dialIn(ns, addr string, timeout time.Duration) (net.Conn, error) {
 // status is the subset of vipd's GET /v1/status the harness needs.
 type status struct {
 	Node    string `json:"node"`
+	Term    uint64 `json:"term"`
 	Role    string `json:"role"`
 	Leader  string `json:"leader"`
 	Voters  int    `json:"voters"`
