@@ -1,0 +1,194 @@
+package vip_test
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// These tests run vip.Manager against a REAL Raft cluster (hashicorp/raft over TCP, memberlist over
+// UDP/TCP, on 127.x.y.z loopback addresses) with only the kernel faked: every node's FakeKernel sits on
+// one FakeNetwork that fails the test the instant two nodes hold or answer for the VIP. Each test ends
+// with that invariant checked again and, where a leader exists, exactly one holder: the leader.
+
+// failoverBound bounds fault → VIP on a new node. The expected figure with the default timings is
+// 150-300 ms for a crash (heartbeat detection, election, barrier); the bound leaves room for -race and
+// two shared cores.
+const failoverBound = 5 * time.Second
+
+func TestClusterFormationOneHolderIsLeader(t *testing.T) {
+	vc := newVIPCluster(t, 3, vipClusterOpts{})
+	h := vc.waitHolder(15*time.Second, "one holder, the raft leader")
+	vc.waitVoters(3)
+	// Formation is done; the holder stays put with nothing happening (no spurious release/re-acquire).
+	before := vc.nodes[h].acquisitions()
+	vc.stableFor(3*clusterGARPRefresh, "the leader holding alone", func() bool {
+		i, ok := vc.soleHolder()
+		return ok && i == h
+	})
+	if got := vc.nodes[h].acquisitions(); got != before {
+		t.Errorf("%s re-acquired the VIP %d times while stable", vc.nodes[h].name, got-before)
+	}
+	for i, nd := range vc.nodes {
+		if i != h && (nd.m.Held() || nd.kernel.Answering()) {
+			t.Errorf("follower %s holds or answers for the VIP", nd.name)
+		}
+	}
+	vc.assertInvariant()
+}
+
+func TestClusterLeaderKill(t *testing.T) {
+	vc := newVIPCluster(t, 3, vipClusterOpts{})
+	old := vc.waitHolder(15*time.Second, "first holder")
+	vc.waitVoters(3)
+	start := time.Now()
+	vc.kill(old) // raft and gossip die; the Manager must release on the leadership signal alone
+	waitFor(t, time.Second, "the crashed node's Manager to release", func() bool {
+		return !vc.nodes[old].m.Held() && !vc.nodes[old].kernel.Has(clusterIP)
+	})
+	released := time.Since(start)
+	nh := vc.waitHolderNot(failoverBound, "a new holder after the leader crashed", old)
+	t.Logf("crash of %s: released after %v, VIP on %s after %v", vc.nodes[old].name, released,
+		vc.nodes[nh].name, time.Since(start))
+	vc.stopManager(old)
+	vc.stableFor(2*clusterGARPRefresh, "the new holder", func() bool {
+		i, ok := vc.soleHolder()
+		return ok && i == nh
+	})
+	vc.assertInvariant()
+}
+
+func TestClusterGracefulLeaveOfHolder(t *testing.T) {
+	vc := newVIPCluster(t, 3, vipClusterOpts{})
+	old := vc.waitHolder(15*time.Second, "first holder")
+	vc.waitVoters(3)
+	start := time.Now()
+	// The agent's shutdown order: the VIP goes first, then the node leaves (transferring leadership).
+	vc.stopManager(old)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	vc.nodes[old].down = true
+	if err := vc.nodes[old].c.Leave(ctx); err != nil {
+		t.Errorf("leave %s: %v", vc.nodes[old].name, err)
+	}
+	nh := vc.waitHolderNot(failoverBound, "a new holder after the holder left", old)
+	t.Logf("graceful leave of %s: VIP on %s after %v", vc.nodes[old].name, vc.nodes[nh].name, time.Since(start))
+	vc.stableFor(2*clusterGARPRefresh, "the new holder", func() bool {
+		i, ok := vc.soleHolder()
+		return ok && i == nh
+	})
+	vc.assertInvariant()
+}
+
+// TestClusterHealthFlap: an unhealthy holder hands the VIP (and leadership) to a healthy node; when it
+// recovers the VIP does not come back (no preemption); when every node is unhealthy the leader keeps it.
+func TestClusterHealthFlap(t *testing.T) {
+	vc := newVIPCluster(t, 3, vipClusterOpts{})
+	first := vc.waitHolder(15*time.Second, "first holder")
+	vc.waitVoters(3)
+	for i := range vc.nodes {
+		if i != first {
+			vc.waitSeesHealth(first, i, true)
+		}
+	}
+
+	start := time.Now()
+	vc.nodes[first].health.Set(false, "test: backends down")
+	second := vc.waitHolderNot(failoverBound, "VIP on a healthy node after the holder turned unhealthy", first)
+	t.Logf("unhealthy %s: VIP on %s after %v", vc.nodes[first].name, vc.nodes[second].name, time.Since(start))
+
+	// The old holder recovers: nothing moves back, nobody re-acquires.
+	vc.nodes[first].health.Set(true, "")
+	for i := range vc.nodes {
+		if i != first {
+			vc.waitSeesHealth(i, first, true)
+		}
+	}
+	acq := vc.nodes[first].acquisitions()
+	vc.stableFor(3*clusterGARPRefresh, "the VIP staying on "+vc.nodes[second].name, func() bool {
+		i, ok := vc.soleHolder()
+		return ok && i == second
+	})
+	if got := vc.nodes[first].acquisitions(); got != acq {
+		t.Errorf("recovered %s re-acquired the VIP (flap back)", vc.nodes[first].name)
+	}
+
+	// Everyone else unhealthy first, seen by the holder through gossip; then the holder too: it keeps
+	// the VIP, since an address on an unhealthy proxy recovers the instant a backend returns.
+	for i := range vc.nodes {
+		if i != second {
+			vc.nodes[i].health.Set(false, "test: all down")
+			vc.waitSeesHealth(second, i, false)
+		}
+	}
+	vc.nodes[second].health.Set(false, "test: all down")
+	vc.stableFor(3*clusterGARPRefresh, "the unhealthy leader keeping the VIP", func() bool {
+		i, ok := vc.soleHolder()
+		return ok && i == second
+	})
+	vc.assertInvariant()
+}
+
+// TestClusterAllUnhealthyAtOnce flips every node unhealthy at the same instant, before gossip can tell
+// anyone that the peers are unhealthy too: hand-offs may happen while views are stale, but the VIP must
+// settle on the leader and stay there, never on two nodes.
+func TestClusterAllUnhealthyAtOnce(t *testing.T) {
+	vc := newVIPCluster(t, 3, vipClusterOpts{})
+	vc.waitHolder(15*time.Second, "first holder")
+	vc.waitVoters(3)
+	for _, nd := range vc.nodes {
+		nd.health.Set(false, "test: all down")
+	}
+	for i := range vc.nodes {
+		for j := range vc.nodes {
+			if i != j {
+				vc.waitSeesHealth(i, j, false)
+			}
+		}
+	}
+	h := vc.waitHolder(failoverBound, "the VIP settling on the (unhealthy) leader")
+	vc.stableFor(3*clusterGARPRefresh, "the unhealthy leader keeping the VIP", func() bool {
+		i, ok := vc.soleHolder()
+		return ok && i == h
+	})
+	vc.assertInvariant()
+}
+
+// TestClusterRapidTransfers moves leadership 20 times in a row, each transfer started as soon as the
+// previous one completed, with no waiting for the VIP in between: the old leader's Manager must release
+// on the leadership-lost signal before the new leader's barrier lets it acquire.
+func TestClusterRapidTransfers(t *testing.T) {
+	vc := newVIPCluster(t, 3, vipClusterOpts{})
+	vc.waitHolder(15*time.Second, "first holder")
+	vc.waitVoters(3)
+	const transfers = 20
+	start := time.Now()
+	done := 0
+	for done < transfers {
+		var l int
+		waitFor(t, failoverBound, "a leader to transfer from", func() bool {
+			ls := vc.leaders()
+			if len(ls) == 1 {
+				l = ls[0]
+			}
+			return len(ls) == 1
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := raftLeadership{c: vc.nodes[l].c, self: vc.nodes[l].name}.TransferLeadership(ctx, "")
+		cancel()
+		if err != nil {
+			// Raft refuses a transfer while the previous one is still settling, or loses the race
+			// with a node that just stepped down; that is not a VIP failure. Try again.
+			t.Logf("transfer %d from %s: %v", done+1, vc.nodes[l].name, err)
+			continue
+		}
+		done++
+	}
+	t.Logf("%d transfers in %v", transfers, time.Since(start))
+	final := vc.waitHolder(failoverBound, "the VIP on the final leader")
+	vc.stableFor(2*clusterGARPRefresh, "the final leader holding alone", func() bool {
+		i, ok := vc.soleHolder()
+		return ok && i == final
+	})
+	vc.assertInvariant()
+}
