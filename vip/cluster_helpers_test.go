@@ -324,6 +324,15 @@ func (vc *vipCluster) heal() {
 // holders returns the names of the nodes that have the VIP configured now.
 func (vc *vipCluster) holders() []string { return vc.net.Holders(clusterIP) }
 
+// totalAcquisitions sums every node's acquisitions.
+func (vc *vipCluster) totalAcquisitions() int {
+	n := 0
+	for _, nd := range vc.nodes {
+		n += nd.acquisitions()
+	}
+	return n
+}
+
 // index returns the index of the node called name, or -1.
 func (vc *vipCluster) index(name string) int {
 	for i, nd := range vc.nodes {
