@@ -104,7 +104,8 @@ func New(cfg Config) (*Cluster, error) {
 	return c, nil
 }
 
-// Start opens the data dir and starts raft, memberlist and the join, bootstrap/reconcile and leadership loops.
+// Start opens the data dir and starts raft, memberlist and the join, gossip reconnect, bootstrap/reconcile and
+// leadership loops.
 // ctx bounds those loops; call Leave or Shutdown to stop the node. On error everything opened is closed.
 func (c *Cluster) Start(ctx context.Context) (err error) {
 	if !c.started.CompareAndSwap(false, true) {
@@ -198,9 +199,10 @@ func (c *Cluster) Start(ctx context.Context) (err error) {
 	c.mlist.Store(ml)
 
 	ctx, c.cancel = context.WithCancel(ctx)
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go func() { defer c.wg.Done(); c.leaders.run(notify) }()
 	go func() { defer c.wg.Done(); c.maintain(ctx) }()
+	go func() { defer c.wg.Done(); c.reconnectLoop(ctx) }()
 	if len(c.cfg.Join) > 0 {
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.joinLoop(ctx) }()

@@ -5,9 +5,9 @@
 // # Lifetime
 //
 // New only validates. Start opens the data dir, starts raft, memberlist and the background loops (join,
-// bootstrap/reconcile, leadership fan-out). Leave departs gracefully (leadership transfer, removal from the
-// raft configuration, gossip leave); Shutdown stops abruptly, as a crash would, and returns only when every
-// goroutine Start started has ended.
+// gossip reconnect of failed members, bootstrap/reconcile, leadership fan-out). Leave departs gracefully
+// (leadership transfer, removal from the raft configuration, gossip leave); Shutdown stops abruptly, as a
+// crash would, and returns only when every goroutine Start started has ended.
 //
 // # Timing and the VIP's safety
 //

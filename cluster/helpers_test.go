@@ -56,6 +56,32 @@ func (s *logSink) contains(sub string) bool {
 	return bytes.Contains(s.buf.Bytes(), []byte(sub))
 }
 
+// mark returns the current end of the log, for containsLineSince.
+func (s *logSink) mark() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Len()
+}
+
+// containsLine reports whether one logged line contains every sub.
+func (s *logSink) containsLine(subs ...string) bool { return s.containsLineSince(0, subs...) }
+
+// containsLineSince reports whether one line logged after mark contains every sub.
+func (s *logSink) containsLineSince(mark int, subs ...string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, line := range bytes.Split(s.buf.Bytes()[mark:], []byte("\n")) {
+		all := true
+		for _, sub := range subs {
+			all = all && bytes.Contains(line, []byte(sub))
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
 func newLogSink(t testing.TB) *logSink {
 	s := &logSink{t: t}
 	t.Cleanup(func() { s.mu.Lock(); s.done = true; s.mu.Unlock() })
@@ -227,6 +253,16 @@ func (tc *tcluster) partition(group ...int) {
 		}
 		nd.part.Block(blocked...)
 	}
+}
+
+// statusOf returns node i's gossip status of the named member ("" if unknown).
+func (tc *tcluster) statusOf(i int, name string) MemberStatus {
+	for _, m := range tc.nodes[i].c.Members() {
+		if m.Name == name {
+			return m.Status
+		}
+	}
+	return ""
 }
 
 func (tc *tcluster) heal() {

@@ -31,7 +31,8 @@ func NewPartition() *Partition { return &Partition{f: newNetFilter()} }
 // them, so the cut takes effect at once rather than on the next dial.
 func (p *Partition) Block(ips ...string) { p.f.set(ips) }
 
-// Heal blocks nothing again; raft reconnects on its next RPC.
+// Heal blocks nothing again. Peers find each other again by themselves: raft on its next RPC, gossip through
+// the reconnect loop (reconnect.go), within a few seconds.
 func (p *Partition) Heal() { p.f.set(nil) }
 
 // filter returns the underlying filter; nil (blocks nothing) for a nil Partition.
