@@ -66,14 +66,18 @@ func TestClusterGracefulLeaveOfHolder(t *testing.T) {
 	start := time.Now()
 	// The agent's shutdown order: the VIP goes first, then the node leaves (transferring leadership).
 	vc.stopManager(old)
+	stopped := time.Since(start)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	vc.nodes[old].down = true
-	if err := vc.nodes[old].c.Leave(ctx); err != nil {
+	leaveDone := make(chan error, 1)
+	go func() { leaveDone <- vc.nodes[old].c.Leave(ctx) }()
+	nh := vc.waitHolderNot(failoverBound, "a new holder after the holder left", old)
+	t.Logf("graceful leave of %s: Manager stopped after %v, VIP on %s after %v", vc.nodes[old].name, stopped,
+		vc.nodes[nh].name, time.Since(start))
+	if err := <-leaveDone; err != nil {
 		t.Errorf("leave %s: %v", vc.nodes[old].name, err)
 	}
-	nh := vc.waitHolderNot(failoverBound, "a new holder after the holder left", old)
-	t.Logf("graceful leave of %s: VIP on %s after %v", vc.nodes[old].name, vc.nodes[nh].name, time.Since(start))
 	vc.stableFor(2*clusterGARPRefresh, "the new holder", func() bool {
 		i, ok := vc.soleHolder()
 		return ok && i == nh
