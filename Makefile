@@ -31,6 +31,7 @@ vet:
 
 staticcheck:
 	$(GO) tool staticcheck $(PKGS)
+	$(GO) tool staticcheck -tags integration ./integration/...
 
 unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)

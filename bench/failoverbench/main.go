@@ -53,7 +53,7 @@ func run(args []string) int {
 	vipdBin := fs.String("vipd", "bin/vipd", "vipd binary")
 	trials := fs.Int("trials", 10, "trials per scenario")
 	partition := fs.Duration("partition", 5*time.Second, "how long the leader is cut off from its peers")
-	fast := fs.String("fast", "40ms/40ms/20ms", "fast setting: raft heartbeat/election/lease; empty to skip")
+	fast := fs.String("fast", "30ms/30ms/20ms", "fast setting: raft heartbeat/election/lease; empty to skip")
 	only := fs.String("only", "", "run only scenarios whose name contains this")
 	keep := fs.Bool("keep-logs", false, "keep the temporary directory with every process's log")
 	extra := fs.String("vipd-flags", "", "extra flags for every vipd agent, space-separated (e.g. \"-nice 0\")")
