@@ -57,6 +57,9 @@ type Cluster struct {
 
 	members *memberTable
 	leaders *fanout
+	fsm     *fsm
+	foreign atomic.Pointer[foreignPeer] // last node refused for another cluster ID
+	refused refusals
 	kick    chan struct{} // cap 1: membership changed, reconcile/bootstrap now
 
 	// Set by Start, read-only afterwards.
@@ -91,6 +94,7 @@ func New(cfg Config) (*Cluster, error) {
 		leaders: newFanout(),
 		kick:    make(chan struct{}, 1),
 	}
+	c.fsm = newFSM(c.learnClusterID)
 	c.raftAddr = net.JoinHostPort(cfg.AdvertiseAddr, strconv.Itoa(cfg.RaftPort))
 	c.meta = wireMeta{Meta: Meta{RaftAddr: c.raftAddr, Version: cfg.Version}, Bootstrap: cfg.BootstrapExpect}
 	if cfg.Dev {
@@ -131,6 +135,14 @@ func (c *Cluster) Start(ctx context.Context) (err error) {
 	}
 	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 		return fmt.Errorf("create -data-dir %s: %w", c.dataDir, err)
+	}
+
+	id, err := readClusterID(c.dataDir)
+	if err != nil {
+		return err
+	}
+	if id != "" {
+		c.setInternal(func(m *wireMeta) { m.ClusterID = id })
 	}
 
 	hlog := newHclog(c.log, "raft")
@@ -182,7 +194,7 @@ func (c *Cluster) Start(ctx context.Context) (err error) {
 		}
 		hasState = true
 	}
-	r, err := raft.NewRaft(rc, fsm{}, store, store, snaps, trans)
+	r, err := raft.NewRaft(rc, c.fsm, store, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

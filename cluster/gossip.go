@@ -110,14 +110,32 @@ func (t *memberTable) get(name string) (memberRecord, bool) {
 	return *r, true
 }
 
-// delegate implements memberlist's Delegate, EventDelegate and ConflictDelegate for a Cluster.
+// delegate implements memberlist's Delegate, EventDelegate, ConflictDelegate, AliveDelegate and
+// MergeDelegate for a Cluster.
 type delegate struct{ c *Cluster }
 
 var (
 	_ memberlist.Delegate         = delegate{}
 	_ memberlist.EventDelegate    = delegate{}
 	_ memberlist.ConflictDelegate = delegate{}
+	_ memberlist.AliveDelegate    = delegate{}
+	_ memberlist.MergeDelegate    = delegate{}
 )
+
+// NotifyAlive refuses alive messages about nodes of another cluster, so they never enter the member list
+// (and so never raft), whoever relays them.
+func (d delegate) NotifyAlive(n *memberlist.Node) error { return d.c.checkCluster(n) }
+
+// NotifyMerge refuses a join (on both sides of the push-pull) if any node in the other side's state belongs
+// to another cluster.
+func (d delegate) NotifyMerge(peers []*memberlist.Node) error {
+	for _, n := range peers {
+		if err := d.c.checkCluster(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func (d delegate) NodeMeta(limit int) []byte {
 	d.c.metaMu.Lock()
@@ -183,7 +201,7 @@ func (c *Cluster) startMemberlist() (*memberlist.Memberlist, error) {
 	mc.TCPTimeout = gossipTCPTimeout
 	mc.Logger = newStdLogger(c.log, "memberlist")
 	d := delegate{c}
-	mc.Delegate, mc.Events, mc.Conflict = d, d, d
+	mc.Delegate, mc.Events, mc.Conflict, mc.Alive, mc.Merge = d, d, d, d, d
 	if c.cfg.EncryptKey != nil {
 		kr, err := memberlist.NewKeyring(nil, c.cfg.EncryptKey)
 		if err != nil {

@@ -23,7 +23,13 @@ func (c *Cluster) joinLoop(ctx context.Context) {
 	ml := c.memberlist()
 	backoff := joinBackoffMin
 	for attempt := 1; ; attempt++ {
+		c.foreign.Store(nil)
 		n, err := ml.Join(addrs)
+		if f := c.foreign.Load(); f != nil && n == 0 {
+			c.setProblem("%v: this node (%s) belongs to cluster %s, but -join reached %s at %s, of cluster %s: point -join at the right cluster, or wipe this node's -data-dir to join cluster %s",
+				ErrForeignCluster, c.cfg.NodeName, c.localMeta().ClusterID, f.name, f.addr, f.id, f.id)
+			c.kickNow()
+		}
 		if p := c.problem.Load(); p != nil {
 			c.log.Error("not joining the cluster", "reason", *p)
 			return

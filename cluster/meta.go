@@ -30,6 +30,8 @@ type wireMeta struct {
 	HasState bool `json:"hs,omitempty"`
 	// Leaving is set by Leave so the leader removes the node from raft before it leaves gossip.
 	Leaving bool `json:"lv,omitempty"`
+	// ClusterID identifies the node's cluster once known (identity.go); empty before.
+	ClusterID string `json:"cid,omitempty"`
 }
 
 func encodeMeta(m wireMeta) ([]byte, error) {

@@ -52,6 +52,9 @@ func (c *Cluster) maintainOnce(st *maintainState) {
 		c.maybeBootstrap(st)
 	}
 	if r.State() == raft.Leader && !c.leaving.Load() {
+		if c.fsm.clusterID() == "" {
+			c.assignClusterID(r)
+		}
 		c.reconcile()
 	}
 }

@@ -24,7 +24,8 @@ var ErrInvalidPeers = errors.New("invalid recover peers")
 
 // Recover rewrites the raft configuration stored in dataDir to exactly peers (hashicorp/raft's
 // RecoverCluster): the runbook when a majority of nodes is lost for good. Run it, offline, on every surviving
-// node with the same peers, then start them again. The node must not be running (its raft.db is locked).
+// node with the same peers, then start them again. The node must not be running (its raft.db is locked). The
+// cluster ID survives (the real FSM replays the log into the snapshot that replaces it).
 func Recover(dataDir string, peers []Peer) error {
 	if err := validatePeers(peers); err != nil {
 		return err
@@ -52,7 +53,7 @@ func Recover(dataDir string, peers []Peer) error {
 	}
 	_, trans := raft.NewInmemTransport("")
 	defer trans.Close()
-	if err := raft.RecoverCluster(conf, fsm{}, store, store, snaps, trans, raft.Configuration{Servers: servers}); err != nil {
+	if err := raft.RecoverCluster(conf, newFSM(nil), store, store, snaps, trans, raft.Configuration{Servers: servers}); err != nil {
 		return fmt.Errorf("recover %s: %w", dataDir, err)
 	}
 	return nil

@@ -26,13 +26,18 @@ type Status struct {
 	Voters int
 	// Joined reports that a -join succeeded (or there was nothing to join).
 	Joined bool
-	// Problem, if set, is a condition an operator must fix (e.g. a duplicate node name).
+	// Problem, if set, is a condition an operator must fix (e.g. a duplicate node name, or -join pointing at
+	// another cluster).
 	Problem string
+	// ClusterID identifies the cluster this node belongs to; empty until the first leader has assigned it and
+	// this node has learned it (identity.go).
+	ClusterID string
 }
 
 // Status reports this node's raft state. It is cheap enough for an admin API request.
 func (c *Cluster) Status() Status {
-	st := Status{Node: c.cfg.NodeName, State: raft.Shutdown.String(), Role: RoleNone, Joined: c.joined.Load()}
+	st := Status{Node: c.cfg.NodeName, State: raft.Shutdown.String(), Role: RoleNone, Joined: c.joined.Load(),
+		ClusterID: c.localMeta().ClusterID}
 	if p := c.problem.Load(); p != nil {
 		st.Problem = *p
 	}
