@@ -307,8 +307,23 @@ func (l *loop) announce() {
 	}
 }
 
+// stillLeading applies a leadership change that is already waiting before the caller announces anything.
+// After a stall several events are ready at once and select picks among them at random; without this a
+// holder deposed during the stall could send one more gratuitous ARP before it saw the news.
+func (l *loop) stillLeading() bool {
+	select {
+	case v, ok := <-l.leaderCh:
+		if !ok {
+			l.leaderCh = nil
+		}
+		l.onLeadership(v && ok)
+	default:
+	}
+	return l.held
+}
+
 func (l *loop) onBurst() {
-	if !l.held {
+	if !l.stillLeading() {
 		return
 	}
 	l.startAnswer()
@@ -320,7 +335,7 @@ func (l *loop) onBurst() {
 
 // onRefresh is the level check: the VIP is present (and announced) exactly while held.
 func (l *loop) onRefresh() {
-	if !l.held {
+	if !l.stillLeading() {
 		if l.cfg.Witness || l.m.kernel == nil {
 			return
 		}
