@@ -218,7 +218,7 @@ func (a *Agent) buildVIP() error {
 		VerifyInterval: heartbeat, // raft's own lease check (shorter) is the primary fence; this is the second
 		Logger:         a.log.With("component", "vip"),
 		Metrics:        vip.NewMetrics(a.reg),
-	}, leadership{c: a.cluster, self: cfg.Node}, a.healthSource(), kernel)
+	}, vip.NewClusterLeadership(a.cluster, cfg.Node), a.healthSource(), kernel)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -383,7 +383,7 @@ func (a *Agent) handOver(ctx context.Context) {
 	if !a.cluster.IsLeader() {
 		return
 	}
-	next, ok := vip.Successor(leadership{c: a.cluster, self: a.cfg.Node}.Peers())
+	next, ok := vip.Successor(vip.NewClusterLeadership(a.cluster, a.cfg.Node).Peers())
 	if !ok {
 		return
 	}

@@ -1,12 +1,8 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"sort"
-
-	"github.com/vipd/vipd/cluster"
-	"github.com/vipd/vipd/vip"
 )
 
 // members builds the `vipd members` view from gossip (status, health, VIP) and Raft (role), and explains in
@@ -47,39 +43,4 @@ func (a *Agent) members() MembersResponse {
 		resp.Note = fmt.Sprintf("leader %s does not hold the VIP yet (acquiring, or handing leadership to a healthy node)", resp.Leader)
 	}
 	return resp
-}
-
-// leadership adapts *cluster.Cluster to what the VIP manager needs, and turns gossip metadata into the
-// candidates it may hand leadership to.
-type leadership struct {
-	c    *cluster.Cluster
-	self string
-}
-
-var _ vip.Leadership = leadership{}
-
-func (l leadership) WatchLeadership() (<-chan bool, func()) { return l.c.WatchLeadership() }
-func (l leadership) Barrier(ctx context.Context) error      { return l.c.Barrier(ctx) }
-func (l leadership) VerifyLeader(ctx context.Context) error { return l.c.VerifyLeader(ctx) }
-func (l leadership) TransferLeadership(ctx context.Context, to string) error {
-	return l.c.TransferLeadership(ctx, to)
-}
-
-// Peers lists the other nodes that could take over: alive voters. A witness is never healthy, so it is never
-// chosen.
-func (l leadership) Peers() []vip.Peer {
-	var out []vip.Peer
-	for _, m := range l.c.Members() {
-		if m.Name == l.self {
-			continue
-		}
-		out = append(out, vip.Peer{
-			Name:     m.Name,
-			Healthy:  m.Status == cluster.StatusAlive && m.Meta.Healthy && !m.Meta.Witness,
-			Witness:  m.Meta.Witness,
-			Priority: m.Meta.Priority,
-			Voter:    m.Role == cluster.RoleLeader || m.Role == cluster.RoleFollower,
-		})
-	}
-	return out
 }

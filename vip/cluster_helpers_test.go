@@ -34,41 +34,6 @@ const (
 	metaPublishEvery   = 20 * time.Millisecond
 )
 
-// raftLeadership is the test twin of the agent's adapter: it turns a *cluster.Cluster into what the
-// Manager needs, with the transfer candidates read from gossip metadata exactly as the agent reads them.
-type raftLeadership struct {
-	c    *cluster.Cluster
-	self string
-}
-
-var _ vip.Leadership = raftLeadership{}
-
-func (l raftLeadership) WatchLeadership() (<-chan bool, func()) { return l.c.WatchLeadership() }
-func (l raftLeadership) Barrier(ctx context.Context) error      { return l.c.Barrier(ctx) }
-func (l raftLeadership) VerifyLeader(ctx context.Context) error { return l.c.VerifyLeader(ctx) }
-func (l raftLeadership) TransferLeadership(ctx context.Context, to string) error {
-	return l.c.TransferLeadership(ctx, to)
-}
-
-// Peers lists the other members: healthy = alive, gossiping healthy and not a witness; voter = a raft
-// leader or follower.
-func (l raftLeadership) Peers() []vip.Peer {
-	var out []vip.Peer
-	for _, m := range l.c.Members() {
-		if m.Name == l.self {
-			continue
-		}
-		out = append(out, vip.Peer{
-			Name:     m.Name,
-			Healthy:  m.Status == cluster.StatusAlive && m.Meta.Healthy && !m.Meta.Witness,
-			Witness:  m.Meta.Witness,
-			Priority: m.Meta.Priority,
-			Voter:    m.Role == cluster.RoleLeader || m.Role == cluster.RoleFollower,
-		})
-	}
-	return out
-}
-
 // logSink sends slog output to t.Log until the test ends (memberlist may log from a goroutine that is
 // just exiting after Shutdown returned, and t.Log after the test panics).
 type logSink struct {
@@ -191,7 +156,7 @@ func newVIPCluster(t *testing.T, n int, opts vipClusterOpts) *vipCluster {
 		if opts.Manager != nil {
 			opts.Manager(i, &mcfg)
 		}
-		m, err := vip.NewManager(mcfg, raftLeadership{c: c, self: name}, nd.health, nd.kernel)
+		m, err := vip.NewManager(mcfg, vip.NewClusterLeadership(c, name), nd.health, nd.kernel)
 		if err != nil {
 			t.Fatalf("vip.NewManager %s: %v", name, err)
 		}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/vipd/vipd/vip"
 )
 
 // These tests run vip.Manager against a REAL Raft cluster (hashicorp/raft over TCP, memberlist over
@@ -171,7 +173,7 @@ func TestClusterRapidHandOffs(t *testing.T) {
 	start := time.Now()
 	for range handOffs {
 		waitFor(t, failoverBound, vc.nodes[h].name+" to see a healthy peer", func() bool {
-			for _, p := range (raftLeadership{c: vc.nodes[h].c, self: vc.nodes[h].name}).Peers() {
+			for _, p := range vip.NewClusterLeadership(vc.nodes[h].c, vc.nodes[h].name).Peers() {
 				if p.Healthy && p.Voter {
 					return true
 				}
