@@ -63,6 +63,9 @@ type memberRecord struct {
 	addr   string
 	meta   wireMeta
 	status MemberStatus
+	// heard is when this node last had proof that the member is up: a direct probe ack (PingDelegate), or
+	// a join/update event.
+	heard time.Time
 }
 
 // memberTable is fed by memberlist's event delegate. Callbacks run with memberlist's locks held: they only
@@ -78,7 +81,17 @@ func (t *memberTable) upsert(n *memberlist.Node, st MemberStatus) {
 	meta, _ := decodeMeta(n.Meta) // undecodable meta (foreign node) reads as empty: never added to raft
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.nodes[n.Name] = &memberRecord{name: n.Name, addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), meta: meta, status: st}
+	t.nodes[n.Name] = &memberRecord{name: n.Name, addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), meta: meta, status: st,
+		heard: time.Now()}
+}
+
+// acked records a successful probe of name.
+func (t *memberTable) acked(name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r, ok := t.nodes[name]; ok {
+		r.heard = time.Now()
+	}
 }
 
 func (t *memberTable) forget(name string) bool {
@@ -120,7 +133,17 @@ var (
 	_ memberlist.ConflictDelegate = delegate{}
 	_ memberlist.AliveDelegate    = delegate{}
 	_ memberlist.MergeDelegate    = delegate{}
+	_ memberlist.PingDelegate     = delegate{}
 )
+
+// AckPayload adds nothing to probe acks.
+func (delegate) AckPayload() []byte { return nil }
+
+// NotifyPingComplete records that a probe of other succeeded; Members uses it to report suspect, which
+// memberlist v0.7 does not expose (Node.State is never set by Members()).
+func (d delegate) NotifyPingComplete(other *memberlist.Node, _ time.Duration, _ []byte) {
+	d.c.members.acked(other.Name)
+}
 
 // NotifyAlive refuses alive messages about nodes of another cluster, so they never enter the member list
 // (and so never raft), whoever relays them.
@@ -201,7 +224,7 @@ func (c *Cluster) startMemberlist() (*memberlist.Memberlist, error) {
 	mc.TCPTimeout = gossipTCPTimeout
 	mc.Logger = newStdLogger(c.log, "memberlist")
 	d := delegate{c}
-	mc.Delegate, mc.Events, mc.Conflict, mc.Alive, mc.Merge = d, d, d, d, d
+	mc.Delegate, mc.Events, mc.Conflict, mc.Alive, mc.Merge, mc.Ping = d, d, d, d, d, d
 	if c.cfg.EncryptKey != nil {
 		kr, err := memberlist.NewKeyring(nil, c.cfg.EncryptKey)
 		if err != nil {

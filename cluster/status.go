@@ -82,14 +82,29 @@ func roleOf(s raft.Server, leader bool) RaftRole {
 
 // Members lists every node this node has seen, including failed and departed ones (until ForceLeave), sorted
 // by name, with gossip status, raft role, gossiped metadata and a mark on the leader.
+//
+// A member that memberlist still has alive is reported suspect once this node's probes of it have failed for
+// longer than a probe round could explain (suspectAfter): memberlist v0.7 keeps its own suspect state
+// private, and without this a freshly killed node would read alive until it is declared dead (about 3 s with
+// 3 nodes). A member reachable only over TCP (UDP probes failing) reads suspect too.
 func (c *Cluster) Members() []Member {
 	recs := c.members.snapshot()
 	live := map[string]memberlist.NodeStateType{}
+	health := 0
 	if ml := c.memberlist(); ml != nil {
 		for _, n := range ml.Members() {
 			live[n.Name] = n.State
 		}
+		health = ml.GetHealthScore()
 	}
+	peers := 0
+	for _, rec := range recs {
+		if rec.name != c.cfg.NodeName && rec.status == StatusAlive {
+			peers++
+		}
+	}
+	silent := suspectAfter(peers, health)
+	now := time.Now()
 	servers := map[string]raft.Server{}
 	var leaderID string
 	if r := c.rft.Load(); r != nil {
@@ -107,7 +122,8 @@ func (c *Cluster) Members() []Member {
 		if rec.name == c.cfg.NodeName {
 			m.Meta = c.localMeta().Meta
 		}
-		if m.Status == StatusAlive && live[rec.name] == memberlist.StateSuspect {
+		if m.Status == StatusAlive && rec.name != c.cfg.NodeName &&
+			(live[rec.name] == memberlist.StateSuspect || now.Sub(rec.heard) > silent) {
 			m.Status = StatusSuspect
 		}
 		if s, ok := servers[rec.name]; ok {
@@ -117,6 +133,15 @@ func (c *Cluster) Members() []Member {
 		out = append(out, m)
 	}
 	return out
+}
+
+// suspectAfter is how long a member may go without a successful probe before Members calls it suspect.
+// memberlist probes one peer per probe interval, in an order reshuffled every round, so two probes of one of
+// p peers can be up to 2p-1 intervals apart; the ack takes up to the probe timeout. memberlist stretches the
+// interval by its local health score (awareness) when this node itself is slow, and so does this.
+func suspectAfter(peers, healthScore int) time.Duration {
+	p := max(peers, 1)
+	return time.Duration(healthScore+1)*time.Duration(2*p)*gossipProbeInterval + gossipProbeTimeout
 }
 
 // gossipAddr is this node's advertised gossip address.
