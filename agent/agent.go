@@ -19,6 +19,7 @@ import (
 
 	"github.com/vipd/vipd/cluster"
 	"github.com/vipd/vipd/health"
+	"github.com/vipd/vipd/internal/sched"
 	"github.com/vipd/vipd/proxy"
 	"github.com/vipd/vipd/vip"
 )
@@ -240,7 +241,7 @@ func (a *Agent) healthSource() vip.HealthSource {
 // cluster (handing leadership on), drain the proxy. It returns nil after a clean shutdown.
 func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.Nice != 0 {
-		if err := setNice(a.cfg.Nice); err != nil {
+		if err := sched.SetNice(a.cfg.Nice); err != nil {
 			a.log.Warn("cannot raise scheduling priority; Raft heartbeats may be late when the CPU is saturated (grant CAP_SYS_NICE or set -nice 0)",
 				"nice", a.cfg.Nice, "err", err)
 		}

@@ -1,4 +1,6 @@
-package agent
+// Package sched sets the process's CPU scheduling priority, shared by the agent and the tests that measure
+// leader stability under CPU saturation with the agent's settings.
+package sched
 
 import (
 	"fmt"
@@ -8,11 +10,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setNice gives every thread of this process the scheduling priority nice. Linux keeps nice per thread and a
+// SetNice gives every thread of this process the scheduling priority nice. Linux keeps nice per thread and a
 // new thread inherits its creator's, so setting it on all current threads covers the Go runtime's future ones.
 // A failover daemon needs this for the same reason corosync runs realtime: a leader whose heartbeats are
 // delayed by a CPU-bound neighbour for longer than the Raft lease steps down and moves the VIP for nothing.
-func setNice(nice int) error {
+func SetNice(nice int) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return fmt.Errorf("list threads: %w", err)
