@@ -108,6 +108,7 @@ func (a *Agent) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	if a.cluster != nil {
 		cs := a.cluster.Status()
 		resp.Cluster = true
+		resp.ClusterID = cs.ClusterID
 		resp.Role = string(cs.Role)
 		resp.Term = cs.Term
 		resp.Leader = cs.LeaderName

@@ -36,6 +36,7 @@ type Member struct {
 type StatusResponse struct {
 	Node         string        `json:"node"`
 	Cluster      bool          `json:"cluster"`
+	ClusterID    string        `json:"cluster_id,omitempty"`
 	Role         string        `json:"role"`
 	Term         uint64        `json:"term"`
 	Leader       string        `json:"leader"`

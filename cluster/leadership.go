@@ -128,6 +128,10 @@ func (c *Cluster) VerifyLeader(ctx context.Context) error {
 
 // TransferLeadership hands leadership to toNode ("" = the most up-to-date voter raft picks) and waits until
 // the transfer finished or failed (raft bounds it by the election timeout).
+//
+// A transfer skips pre-vote and the followers' leader stickiness, so the target can be elected and commit a
+// barrier before this node has noticed it lost: whoever holds the VIP must release it before calling this
+// (vip.Manager does; the agent stops the Manager before it hands over and leaves).
 func (c *Cluster) TransferLeadership(ctx context.Context, toNode string) error {
 	r := c.rft.Load()
 	if r == nil {

@@ -143,6 +143,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	rows := [][2]string{
 		{"Node", st.Node},
+		{"Cluster ID", st.ClusterID},
 		{"Role", st.Role},
 		{"Leader", strings.TrimSpace(leader + " " + st.LeaderAddr)},
 		{"Term", fmt.Sprint(st.Term)},
@@ -158,7 +159,13 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if st.Problem != "" {
+		fmt.Fprintf(stdout, "\nProblem: %s\n", st.Problem)
+	}
+	return nil
 }
 
 func runLeave(ctx context.Context, args []string, stdout io.Writer) error {
