@@ -221,6 +221,9 @@ func (a *Agent) buildVIP() error {
 		Metrics:        vip.NewMetrics(a.reg),
 	}, vip.NewClusterLeadership(a.cluster, cfg.Node), a.healthSource(), kernel)
 	if err != nil {
+		if a.closeKernel != nil {
+			_ = a.closeKernel()
+		}
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	a.vip = m
@@ -373,6 +376,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	cancel()
 	stopBase()
 	wg.Wait()
+	if a.closeKernel != nil {
+		if err := a.closeKernel(); err != nil {
+			a.log.Warn("close VIP sockets", "err", err)
+		}
+	}
 	a.log.Info("vipd agent stopped")
 	return runErr
 }
