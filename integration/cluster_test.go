@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 )
@@ -43,7 +42,8 @@ type status struct {
 var adminClient = &http.Client{Timeout: 500 * time.Millisecond}
 
 // api asks a node's admin API over the client network (faster than docker
-// exec, so it can be polled); the CLI itself is exercised in scenario 1.
+// exec, so it can be polled); the CLI itself is exercised in scenarios 1, 8
+// and in every failure report.
 func (e *env) api(svc, path string, out any) error {
 	resp, err := adminClient.Get(fmt.Sprintf("http://%s:7948%s", e.lbIP(svc), path))
 	if err != nil {
@@ -68,30 +68,39 @@ func (e *env) status(svc string) (status, error) {
 
 // cli runs the vipd CLI inside a node, as an operator would.
 func (e *env) cli(svc string, args ...string) (string, error) {
-	return e.run(30*time.Second, "docker", append([]string{"exec", e.container(svc), "/vipd"}, args...)...)
+	return e.run(20*time.Second, "docker", append([]string{"exec", e.container(svc), "/vipd"}, args...)...)
 }
 
-// waitFor polls cond until it returns nil or timeout passes; the last error
-// explains the failure.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
+// poll calls cond every 50 ms until it returns nil or timeout passes, and
+// returns cond's last error then.
+func poll(timeout time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()
 		if err == nil {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+			return err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// stable checks that the nodes in up agree on one leader, that all of them
-// are alive voters in its view, that the leader holds the VIP by its own
-// status and by ARP, and that the VIP answers. It returns the leader.
-func (s *suite) stable(up []string) (string, error) {
+// waitFor polls cond until it returns nil; the test fails with the last
+// error if timeout passes first.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	if err := poll(timeout, cond); err != nil {
+		t.Fatalf("%s: not within %s: %v", what, timeout, err)
+	}
+}
+
+// stable checks that the nodes in up agree on one leader among them, that
+// all of them are alive, healthy voters in its view, that the leader holds
+// the VIP by its own status, by gossip and by ARP, and that the VIP answers.
+// It returns the leader.
+func (s *suite) stable(t *testing.T, up []string) (string, error) {
 	e := s.env
 	lm, err := e.members(up[0])
 	if err != nil {
@@ -134,6 +143,9 @@ func (s *suite) stable(up []string) (string, error) {
 			return "", fmt.Errorf("leader %s does not list %s", leader, n)
 		}
 	}
+	if lv.VIPHolder != leader {
+		return "", fmt.Errorf("leader %s's gossip names %q the VIP holder (%s)", leader, lv.VIPHolder, lv.Note)
+	}
 	st, err := e.status(leader)
 	if err != nil {
 		return "", err
@@ -142,20 +154,22 @@ func (s *suite) stable(up []string) (string, error) {
 		return "", fmt.Errorf("leader %s does not hold the VIP", leader)
 	}
 	since := time.Now().Add(-300 * time.Millisecond)
-	if h := s.arp.Holder(since); h != e.mac(leader) {
-		return "", fmt.Errorf("ARP for the VIP answered by %q, want the leader %s (%s)", e.nodeOfMAC(h), leader, e.mac(leader))
+	if h := s.arp.Holder(since); h != e.mac(t, leader) {
+		return "", fmt.Errorf("ARP for the VIP answered by %q in the last 300 ms, want the leader %s (%s)", e.nodeOfMAC(h), leader, e.mac(t, leader))
 	}
 	if !s.probe.OKSince(since) {
-		return "", fmt.Errorf("VIP not answering through %s", leader)
+		return "", fmt.Errorf("VIP not answering through %s in the last 300 ms", leader)
 	}
 	return leader, nil
 }
 
-func (s *suite) waitStable(t *testing.T, up []string, timeout time.Duration) string {
+// waitStable waits until the nodes in up form a stable cluster (see stable)
+// and returns its leader; what says which step is waiting, for the failure.
+func (s *suite) waitStable(t *testing.T, what string, up []string, timeout time.Duration) string {
 	t.Helper()
 	var leader string
-	waitFor(t, timeout, "cluster stable", func() error {
-		l, err := s.stable(up)
+	waitFor(t, timeout, what+": cluster of "+fmt.Sprint(up)+" stable", func() error {
+		l, err := s.stable(t, up)
 		leader = l
 		return err
 	})
@@ -166,11 +180,7 @@ func (s *suite) waitStable(t *testing.T, up []string, timeout time.Duration) str
 func others(not ...string) []string {
 	var out []string
 	for _, n := range lbs {
-		skip := false
-		for _, x := range not {
-			skip = skip || x == n
-		}
-		if !skip {
+		if !contains(not, n) {
 			out = append(out, n)
 		}
 	}
@@ -213,29 +223,13 @@ func (e *env) blockUpstreams(svc string, on bool) error {
 	return nil
 }
 
-// restore brings every lb back after a scenario, whatever it left behind.
-func (s *suite) restore(t *testing.T) {
-	t.Helper()
-	e := s.env
-	for _, n := range lbs {
-		state, _ := e.docker("inspect", "-f", "{{.State.Status}}", e.container(n))
-		switch strings.TrimSpace(state) {
-		case "paused":
-			e.docker("unpause", e.container(n))
-		case "exited", "created":
-			e.docker("start", e.container(n))
-		}
-		if strings.TrimSpace(state) != "exited" {
-			for e.heal(n) == nil {
-			}
-			for e.blockUpstreams(n, false) == nil {
-			}
-		}
+// flushRules removes every iptables rule a scenario may have left in svc.
+func (e *env) flushRules(svc string) error {
+	if err := e.netns(svc, "iptables", "-w", "-F", "INPUT"); err != nil {
+		return err
 	}
-	s.waitStable(t, lbs, 90*time.Second)
+	return e.netns(svc, "iptables", "-w", "-F", "OUTPUT")
 }
-
-func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
 
 func contains(list []string, s string) bool {
 	for _, x := range list {
@@ -245,3 +239,5 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

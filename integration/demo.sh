@@ -1,38 +1,48 @@
 #!/usr/bin/env bash
 # make demo: build, start three vipd nodes and three fake apiservers, show the cluster and a request through
 # the VIP, kill the leader and show the VIP answering from another node with the measured outage. The cluster
-# is left running.
+# is left running; `make demo-down` removes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH=/usr/local/go/bin:$PATH
+export PATH=$PATH:/usr/local/go/bin
 export COMPOSE_DOCKER_CLI_BUILD=0 DOCKER_BUILDKIT=0 # compose 1.29's legacy builder; nothing is pulled
 P=${VIPD_PROJECT:-vipd}
 NET=${VIPD_CLIENT_NET:-172.28.0}
 compose() { docker-compose -p "$P" "$@"; }
+say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
-make build
-CGO_ENABLED=0 go build -o bin/democlient ./integration/democlient
-compose build
+for tool in go docker docker-compose; do
+	command -v "$tool" >/dev/null || { echo "make demo needs $tool in PATH" >&2; exit 1; }
+done
+
+say "Building the static binaries (make build) and the FROM scratch images (docker-compose build, offline)"
+make --no-print-directory build
+CGO_ENABLED=0 go build -trimpath -o bin/democlient ./integration/democlient
+compose build -q
+docker images --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' vipd-agent:dev
+docker images --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' vipd-apiserver:dev
+
+say "Starting lb1..lb3 (vipd) and api1..api3 (fake kube-apiservers); the VIP is ${NET}.50"
+# A second `make demo` starts again from fresh nodes: remove the old ones first (a recreate in place would
+# replace them one by one, mixing new, empty nodes with the old cluster).
+compose down -v --remove-orphans -t 5 >/dev/null 2>&1 || true
 compose up -d
 bin/democlient -project "$P" -net "$NET" wait
-echo
-echo "\$ docker exec ${P}_lb1_1 /vipd members"
+
+say "\$ docker exec ${P}_lb1_1 /vipd members"
 docker exec "${P}_lb1_1" /vipd members
-echo
+
+say "Requests through the VIP (each a new TLS connection; the leader's proxy spreads them over the apiservers)"
 bin/democlient -project "$P" -net "$NET" get
-echo
-bin/democlient -project "$P" -net "$NET" failover
-echo
-sleep 2
-for n in lb1 lb2 lb3; do
-	if [ "$(docker inspect -f '{{.State.Running}}' "${P}_${n}_1")" = true ]; then
-		echo "\$ docker exec ${P}_${n}_1 /vipd members"
-		docker exec "${P}_${n}_1" /vipd members
-		break
-	fi
-done
-echo
+
+say "Failover"
+next=$(bin/democlient -project "$P" -net "$NET" failover | tee /dev/stderr | sed -n 's/^new leader: //p')
+
+say "\$ docker exec ${P}_${next}_1 /vipd members"
+docker exec "${P}_${next}_1" /vipd members
+
+say "Requests through the VIP, now served by ${next}"
 bin/democlient -project "$P" -net "$NET" get
-echo
-echo "The cluster is still running (VIP ${NET}.50:6443). Stop and remove it with:"
-echo "  docker-compose -p $P down -v          (add --rmi all to remove the images too)"
+
+say "The cluster is still running: VIP https://${NET}.50:6443, vipd admin API http://${NET}.1{1,2,3}:7948."
+echo "Try: docker exec ${P}_${next}_1 /vipd status     Stop and remove everything with: make demo-down"

@@ -8,7 +8,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,41 +19,75 @@ import (
 )
 
 // Bounds: generous, so a loaded 2-core machine does not flake; the measured
-// figures in the printed table are the real targets.
+// figures in the printed table are the real targets (issue 4: crash median
+// ≤ 300 ms, graceful ≤ 50 ms, unhealthy within -fall detection + 100 ms).
 const (
-	crashBound     = 3 * time.Second
-	gracefulBound  = time.Second
-	detectionBound = 2*500*time.Millisecond + 400*time.Millisecond + 2*time.Second // -fall 2 × interval + timeout + 2 s
-	noGARPBound    = 90 * time.Second                                              // records only what the announcements buy
+	crashBound    = 3 * time.Second
+	gracefulBound = time.Second
+	// noOutageBound is for faults that must not touch the VIP: a few missed
+	// 10 ms probes at most.
+	noOutageBound = 500 * time.Millisecond
+	// detectionBound is -fall 2 × -check-interval + -check-timeout + 2 s.
+	detectionBound = 2*500*time.Millisecond + 400*time.Millisecond + 2*time.Second
+	quorumBound    = 15 * time.Second
+	// noGARPBound only records what the announcements buy.
+	noGARPBound = 90 * time.Second
+	// reserve is the time kept back from the go test deadline for the
+	// cleanup: scenarios that would start later are skipped (and fail the run).
+	reserve = 2 * time.Minute
 )
 
 // TestFailover runs scenarios 1–11 of issue 5 against one compose project.
+// VIPD_IT_TRIALS sets the trials of the repeated scenarios (default 3);
+// -run 'TestFailover/(01|05)' runs a subset (the cluster is always formed).
 func TestFailover(t *testing.T) {
 	e := newEnv(t)
 	s := &suite{env: e}
-	t.Cleanup(func() {
-		if t.Failed() {
-			e.logs()
-		}
-		e.down()
-	})
-	e.build()
-	// The upstreams first: this creates the networks the observers watch.
-	e.mustCompose(2*time.Minute, "up", "-d", "--no-build", "api1", "api2", "api3")
-	s.startObservers(t)
-	t.Cleanup(func() {
-		tab := s.table()
-		fmt.Fprintf(os.Stdout, "\n=== vipd failover outages (probe every 10 ms from the host, 50 ms connect budget) ===\n%s\n", tab)
-		if err := os.WriteFile("results.txt", []byte(tab), 0o644); err != nil {
+	t.Cleanup(func() { // runs last: the table is the end of the output
+		fmt.Fprintf(os.Stdout, "\n=== vipd failover outages (probe every 10 ms from the host, 50 ms connect budget; %d trials) ===\n%s\n", trials(), s.table())
+		if err := os.WriteFile(filepath.Join(e.root, "integration", "results.txt"), []byte(s.table()), 0o644); err != nil {
 			t.Logf("write results.txt: %v", err)
 		}
 	})
+	t.Cleanup(func() {
+		s.logStepDowns(t)
+		if t.Failed() {
+			s.saveLogs(t)
+		}
+		for _, p := range e.down() {
+			t.Errorf("cleanup of %s: %s", e.project, p)
+		}
+	})
+	removeOnSignal(t, e)
+
+	e.build(t)
+	// The upstreams first: this creates the networks the observers watch.
+	e.mustCompose(t, 2*time.Minute, "up", "-d", "--no-build", "api1", "api2", "api3")
+	runStart := time.Now()
+	s.startObservers(t)
+	t.Cleanup(func() { // runs first, while the ARP watcher still runs
+		if sb := s.splitBrain(t, runStart, time.Now()); sb != "" {
+			t.Errorf("SPLIT BRAIN at some point of the run: %s", sb)
+		} else {
+			a := s.arp.Report(runStart, time.Now())
+			t.Logf("whole run (%s): %d ARP requests for the VIP, never answered by two MACs", time.Since(runStart).Round(time.Second), a.Requests)
+		}
+	})
+
+	formed := false
+	if !s.scenario(t, "01_cold_start", func(t *testing.T, s *suite) { formed = true; scenarioColdStart(t, s) }) {
+		t.Fatal("the cluster did not form: skipping the failover scenarios")
+	}
+	if !formed { // filtered out by -run: form the cluster anyway
+		e.mustCompose(t, 2*time.Minute, "up", "-d", "--no-build", "lb1", "lb2", "lb3")
+		s.learnMACs(t)
+		s.waitStable(t, "cluster start", lbs, 90*time.Second)
+	}
 
 	steps := []struct {
 		name string
 		fn   func(*testing.T, *suite)
 	}{
-		{"01_cold_start", scenarioColdStart},
 		{"02_kill_leader_06_restart_rejoins", scenarioKillLeader},
 		{"03_graceful_stop", scenarioGracefulStop},
 		{"04_leader_upstreams_unhealthy", scenarioUnhealthy},
@@ -59,17 +96,43 @@ func TestFailover(t *testing.T) {
 		{"08_no_quorum", scenarioNoQuorum},
 		{"09_connections_survive", scenarioConnections},
 		{"10_pause_leader", scenarioPause},
-		{"11_kill_leader_without_garp", scenarioNoGARP},
+		{"11_kill_leader_without_garp", scenarioNoGARP}, // last: it recreates the nodes without GARP
 	}
 	for i, st := range steps {
-		ok := t.Run(st.name, func(t *testing.T) { st.fn(t, s) })
-		if i == 0 && !ok {
-			t.Fatal("the cluster did not form: skipping the failover scenarios")
+		if d, ok := t.Deadline(); ok && time.Until(d) < reserve {
+			var left []string
+			for _, x := range steps[i:] {
+				left = append(left, x.name)
+			}
+			t.Errorf("out of time (go test -timeout): skipped %s", strings.Join(left, ", "))
+			break
 		}
-		if !ok && i+1 < len(steps) {
+		if !s.scenario(t, st.name, st.fn) && i+1 < len(steps) {
 			s.restore(t)
 		}
 	}
+}
+
+// removeOnSignal removes the compose project if the run is interrupted
+// (Ctrl-C, or SIGTERM from CI), when no t.Cleanup would run.
+func removeOnSignal(t *testing.T, e *env) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		select {
+		case s := <-sig:
+			fmt.Fprintf(os.Stderr, "\n%s: removing compose project %s\n", s, e.project)
+			for _, p := range e.down() {
+				fmt.Fprintln(os.Stderr, p)
+			}
+			os.Exit(130)
+		case <-done:
+		}
+	}()
+	t.Cleanup(func() { signal.Stop(sig); close(done); <-stopped })
 }
 
 // scenario 1: a cold start in random order forms one cluster; `vipd members`
@@ -78,14 +141,18 @@ func scenarioColdStart(t *testing.T, s *suite) {
 	e := s.env
 	order := append([]string(nil), lbs...)
 	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-	t.Logf("starting %v", order)
 	started := time.Now()
-	for _, n := range order {
-		e.mustCompose(2*time.Minute, "up", "-d", "--no-build", "--no-deps", n)
-		time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
+	for i, n := range order {
+		e.mustCompose(t, 2*time.Minute, "up", "-d", "--no-build", "--no-deps", n)
+		t.Logf("+%s: %s started", time.Since(started).Round(time.Millisecond), n)
+		if i+1 < len(order) {
+			time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
+		}
 	}
-	leader := s.waitStable(t, lbs, 90*time.Second)
+	s.learnMACs(t)
+	leader := s.waitStable(t, "cold start", lbs, 90*time.Second)
 	formed := time.Since(started)
+	t.Logf("+%s: stable, leader %s", formed.Round(time.Millisecond), leader)
 
 	out, err := e.cli(leader, "members")
 	if err != nil {
@@ -104,7 +171,7 @@ func scenarioColdStart(t *testing.T, s *suite) {
 		if err := jsonUnmarshal(js, &m); err != nil {
 			t.Fatalf("vipd members -format json on %s: %v\n%s", n, err, js)
 		}
-		leaders, holders := 0, 0
+		leaders, holders, alive := 0, 0, 0
 		for _, x := range m.Members {
 			if x.Leader {
 				leaders++
@@ -112,23 +179,20 @@ func scenarioColdStart(t *testing.T, s *suite) {
 			if x.VIPHeld {
 				holders++
 			}
+			if x.Status == "alive" {
+				alive++
+			}
 		}
-		if len(m.Members) != 3 || leaders != 1 || m.Leader != leader || m.VIPHolder != leader || holders != 1 {
-			t.Errorf("members on %s: %d members, %d leaders, leader %q, holder %q (%d marked), want 3, 1, %s, %s, 1",
-				n, len(m.Members), leaders, m.Leader, m.VIPHolder, holders, leader, leader)
+		if len(m.Members) != 3 || alive != 3 || leaders != 1 || m.Leader != leader || m.VIPHolder != leader || holders != 1 {
+			t.Errorf("members on %s: %d members, %d alive, %d leaders, leader %q, holder %q (%d marked), want 3, 3, 1, %s, %s, 1",
+				n, len(m.Members), alive, leaders, m.Leader, m.VIPHolder, holders, leader, leader)
 		}
 	}
-	if _, err := e.cli(leader, "status", "-format", "json"); err != nil {
+	if _, err := e.cli(leader, "status"); err != nil {
 		t.Error(err)
 	}
-	s.mu.Lock()
-	s.res = append(s.res, result{scenario: "01 cold start → VIP served", outage: formed, recovered: true,
-		note: "time from the first node's start (random order, random delays) to a stable cluster"})
-	s.mu.Unlock()
-	r := s.arp.Report(started, time.Now())
-	if r.TwoMACWindows > 0 || r.Overlap > 0 {
-		t.Errorf("SPLIT BRAIN during formation: %+v", r)
-	}
+	s.record(result{scenario: "01 cold start → VIP served", outage: formed, recovered: true,
+		note: "first node's start (random order, random delays) to a stable cluster"})
 }
 
 // scenarios 2 and 6: docker kill of the leader; another node serves the VIP;
@@ -136,61 +200,60 @@ func scenarioColdStart(t *testing.T, s *suite) {
 func scenarioKillLeader(t *testing.T, s *suite) {
 	e := s.env
 	for i := 0; i < trials(); i++ {
-		leader := s.waitStable(t, lbs, 60*time.Second)
+		leader := s.waitStable(t, "before the kill", lbs, 60*time.Second)
 		from := time.Now()
-		e.mustDocker("kill", e.container(leader))
-		next := s.waitStable(t, others(leader), 30*time.Second)
+		e.mustDocker(t, "kill", e.container(leader))
+		next := s.waitStable(t, "after killing leader "+leader, others(leader), 30*time.Second)
 		s.measure(t, "02 leader killed (docker kill)", from, crashBound, "")
 
-		e.mustDocker("start", e.container(leader))
 		restarted := time.Now()
-		after := s.waitStable(t, lbs, 60*time.Second)
+		e.mustDocker(t, "start", e.container(leader))
+		after := s.waitStable(t, "after restarting "+leader, lbs, 60*time.Second)
 		if after != next {
 			t.Errorf("after %s rejoined, leader is %s, want %s to keep it (no preemption)", leader, after, next)
 		}
 		time.Sleep(2 * time.Second) // watch for a late flap back
-		if l, err := s.stable(lbs); err != nil || l != next {
-			t.Errorf("2 s after the rejoin: leader %q (%v), want %s", l, err, next)
+		if l, err := s.stable(t, lbs); err != nil || l != next {
+			t.Errorf("2 s after %s rejoined: leader %q (%v), want %s", leader, l, err, next)
 		}
-		s.measure(t, "06 killed node restarted, rejoins", restarted, 500*time.Millisecond, "")
+		s.measure(t, "06 killed node restarted, rejoins", restarted, noOutageBound, "")
 	}
 }
 
 // scenario 3: docker stop of the leader (SIGTERM: leadership transfer, VIP
-// released first) gives a near-zero outage.
+// released first) gives a near-zero outage, and vipd exits 0.
 func scenarioGracefulStop(t *testing.T, s *suite) {
 	e := s.env
 	for i := 0; i < trials(); i++ {
-		leader := s.waitStable(t, lbs, 60*time.Second)
+		leader := s.waitStable(t, "before the stop", lbs, 60*time.Second)
 		from := time.Now()
 		stopped := make(chan error, 1)
 		go func() { _, err := e.docker("stop", "-t", "20", e.container(leader)); stopped <- err }()
-		s.waitStable(t, others(leader), 30*time.Second)
+		s.waitStable(t, "after stopping leader "+leader, others(leader), 30*time.Second)
 		if err := <-stopped; err != nil {
 			t.Fatal(err)
 		}
 		s.measure(t, "03 leader stopped (docker stop)", from, gracefulBound, "")
-		code := e.mustDocker("inspect", "-f", "{{.State.ExitCode}}", e.container(leader))
-		if code != "0" {
+		if code := e.mustDocker(t, "inspect", "-f", "{{.State.ExitCode}}", e.container(leader)); code != "0" {
 			t.Errorf("vipd on %s exited %s after SIGTERM, want 0", leader, code)
 		}
-		e.mustDocker("start", e.container(leader))
+		e.mustDocker(t, "start", e.container(leader))
 	}
-	s.waitStable(t, lbs, 60*time.Second)
+	s.waitStable(t, "after the last restart", lbs, 60*time.Second)
 }
 
 // scenario 4: all upstreams unreachable from the leader only: the VIP moves
 // to a healthy node within the -fall detection time.
 func scenarioUnhealthy(t *testing.T, s *suite) {
 	e := s.env
-	for i := 0; i < max(1, trials()-1); i++ {
-		leader := s.waitStable(t, lbs, 60*time.Second)
+	for i := 0; i < trials(); i++ {
+		leader := s.waitStable(t, "before blocking the upstreams", lbs, 60*time.Second)
 		from := time.Now()
 		if err := e.blockUpstreams(leader, true); err != nil {
 			t.Fatal(err)
 		}
 		next := ""
-		waitFor(t, 30*time.Second, "VIP on a healthy node", func() error {
+		waitFor(t, 30*time.Second, "VIP on a healthy node after blocking "+leader+"'s upstreams", func() error {
 			h := e.nodeOfMAC(s.arp.Holder(time.Now().Add(-200 * time.Millisecond)))
 			if h == leader || h == "" || !s.probe.OKSince(time.Now().Add(-200*time.Millisecond)) {
 				return fmt.Errorf("VIP answered by %q", h)
@@ -202,7 +265,7 @@ func scenarioUnhealthy(t *testing.T, s *suite) {
 		if err := e.blockUpstreams(leader, false); err != nil {
 			t.Fatal(err)
 		}
-		if l := s.waitStable(t, lbs, 60*time.Second); l != next {
+		if l := s.waitStable(t, "after unblocking "+leader+"'s upstreams", lbs, 60*time.Second); l != next {
 			t.Errorf("after %s's upstreams came back, leader is %s, want %s (no flap back)", leader, l, next)
 		}
 	}
@@ -212,52 +275,61 @@ func scenarioUnhealthy(t *testing.T, s *suite) {
 // the VIP; the majority takes it; after healing it does not flap back.
 func scenarioPartition(t *testing.T, s *suite) {
 	e := s.env
-	for i := 0; i < max(1, trials()-1); i++ {
-		leader := s.waitStable(t, lbs, 60*time.Second)
+	for i := 0; i < trials(); i++ {
+		leader := s.waitStable(t, "before the partition", lbs, 60*time.Second)
 		from := time.Now()
 		if err := e.cut(leader); err != nil {
 			t.Fatal(err)
 		}
-		next := s.waitStable(t, others(leader), 30*time.Second)
-		if st, err := e.status(leader); err != nil || st.VIPHeld {
-			t.Errorf("partitioned old leader %s: status %+v (%v), want the VIP released", leader, st, err)
-		}
+		next := s.waitStable(t, "after cutting "+leader+" off its peers", others(leader), 30*time.Second)
+		waitFor(t, 5*time.Second, "cut-off "+leader+" releases the VIP", func() error {
+			st, err := e.status(leader)
+			if err != nil {
+				return err
+			}
+			if st.VIPHeld {
+				return fmt.Errorf("cut-off old leader %s still holds the VIP (role %s)", leader, st.Role)
+			}
+			return nil
+		})
 		time.Sleep(time.Until(from.Add(5 * time.Second))) // hold the partition 5 s, as the VIP issue's target
+		healed := time.Now()
 		if err := e.heal(leader); err != nil {
 			t.Fatal(err)
 		}
-		if l := s.waitStable(t, lbs, 60*time.Second); l != next {
+		if l := s.waitStable(t, "after healing "+leader+"'s partition", lbs, 60*time.Second); l != next {
 			t.Errorf("after healing, leader is %s, want %s (no flap back)", l, next)
 		}
-		time.Sleep(2 * time.Second)
-		if l, err := s.stable(lbs); err != nil || l != next {
-			t.Errorf("2 s after healing: leader %q (%v), want %s", l, err, next)
+		t.Logf("healed partition: %s alive again in the leader's view after %s", leader, time.Since(healed).Round(time.Millisecond))
+		time.Sleep(3 * time.Second) // watch for a late flap back
+		if l, err := s.stable(t, lbs); err != nil || l != next {
+			t.Errorf("3 s after healing: leader %q (%v), want %s", l, err, next)
 		}
-		s.measure(t, "05 leader cut off its peers 5 s", from, crashBound, "")
+		s.measure(t, "05 leader cut off its peers 5 s, healed", from, crashBound, "includes the heal")
 	}
 }
 
 // scenario 7: docker restart of every node in turn: the VIP always comes back.
 func scenarioRolling(t *testing.T, s *suite) {
 	e := s.env
-	s.waitStable(t, lbs, 60*time.Second)
+	s.waitStable(t, "before the rolling restart", lbs, 60*time.Second)
 	from := time.Now()
 	for _, n := range lbs {
-		e.mustDocker("restart", "-t", "20", e.container(n))
-		s.waitStable(t, lbs, 60*time.Second)
+		e.mustDocker(t, "restart", "-t", "20", e.container(n))
+		s.waitStable(t, "after restarting "+n, lbs, 60*time.Second)
 	}
 	s.measure(t, "07 rolling restart lb1, lb2, lb3", from, gracefulBound, "longest gap over all three restarts")
 }
 
 // scenario 8: two of three down: the survivor holds no VIP (no quorum) and
-// says so; one back: the VIP is served again.
+// says so in `vipd members`; one back: the VIP is served again.
 func scenarioNoQuorum(t *testing.T, s *suite) {
 	e := s.env
-	leader := s.waitStable(t, lbs, 60*time.Second)
+	leader := s.waitStable(t, "before killing two nodes", lbs, 60*time.Second)
 	followers := others(leader)
-	e.mustDocker("kill", e.container(followers[0]))
-	e.mustDocker("kill", e.container(followers[1]))
-	waitFor(t, 30*time.Second, "survivor drops the VIP", func() error {
+	e.mustDocker(t, "kill", e.container(followers[0]))
+	e.mustDocker(t, "kill", e.container(followers[1]))
+	waitFor(t, 30*time.Second, "survivor "+leader+" drops the VIP", func() error {
 		st, err := e.status(leader)
 		if err != nil {
 			return err
@@ -267,87 +339,111 @@ func scenarioNoQuorum(t *testing.T, s *suite) {
 		}
 		return nil
 	})
+	quiet := time.Now()
 	time.Sleep(time.Second)
-	if h := s.arp.Holder(time.Now().Add(-500 * time.Millisecond)); h != "" {
-		t.Errorf("VIP still answered by %s without a quorum", e.nodeOfMAC(h))
+	if a := s.arp.Report(quiet, time.Now()); len(a.Answers) > 0 {
+		t.Errorf("VIP still answered on ARP without a quorum: %s", s.answers(t, a))
 	}
-	m, err := e.members(leader)
+	if o := s.probe.Measure(quiet, time.Now()); o.Recovered {
+		t.Errorf("VIP still serving clients without a quorum (answers by %v)", o.Backends)
+	}
+	// What an operator sees once gossip has noticed the two dead nodes
+	// (memberlist's suspicion timeout): both dead, no leader, no holder,
+	// and a note saying that the quorum is missing.
+	var m members
+	waitFor(t, 20*time.Second, "survivor "+leader+" sees "+strings.Join(followers, " and ")+" dead", func() error {
+		var err error
+		if m, err = e.members(leader); err != nil {
+			return err
+		}
+		for _, x := range m.Members {
+			if contains(followers, x.Name) && x.Status != "dead" {
+				return fmt.Errorf("%s is %s in %s's view (note %q)", x.Name, x.Status, leader, m.Note)
+			}
+		}
+		return nil
+	})
+	if m.Leader != "" || m.VIPHolder != "" || !strings.Contains(m.Note, "quorum") {
+		t.Errorf("survivor's members: leader %q, holder %q, note %q; want no leader, no holder and a note on the missing quorum", m.Leader, m.VIPHolder, m.Note)
+	}
+	out, err := e.cli(leader, "members")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("members on the survivor %s: leader %q holder %q note %q", leader, m.Leader, m.VIPHolder, m.Note)
-	if m.Leader != "" || m.VIPHolder != "" || m.Note == "" {
-		t.Errorf("survivor's members: leader %q, holder %q, note %q; want no leader, no holder and a note saying why", m.Leader, m.VIPHolder, m.Note)
-	}
-	if out, err := e.cli(leader, "members"); err == nil {
-		t.Logf("vipd members on the survivor:\n%s", out)
+	t.Logf("vipd members on the survivor %s:\n%s", leader, out)
+	if strings.Contains(out, "holder") || strings.Count(out, "dead") != 2 || !strings.Contains(out, "quorum") {
+		t.Errorf("vipd members on the survivor %s: want two dead nodes, no holder and a note explaining the missing quorum:\n%s", leader, out)
 	}
 	back := time.Now()
-	e.mustDocker("start", e.container(followers[0]))
-	s.waitStable(t, []string{leader, followers[0]}, 60*time.Second)
-	s.measure(t, "08 quorum back (2 of 3) → VIP served", back, 15*time.Second, "time from the start of the 2nd node")
-	e.mustDocker("start", e.container(followers[1]))
-	s.waitStable(t, lbs, 60*time.Second)
+	e.mustDocker(t, "start", e.container(followers[0]))
+	s.waitStable(t, "after starting "+followers[0]+" (quorum back)", []string{leader, followers[0]}, 60*time.Second)
+	s.measure(t, "08 quorum back (2 of 3) → VIP served", back, quorumBound, "from the start of the 2nd node")
+	e.mustDocker(t, "start", e.container(followers[1]))
+	s.waitStable(t, "after starting "+followers[1], lbs, 60*time.Second)
 }
 
 // scenario 9: connections through an unaffected node's proxy survive a
 // failover elsewhere, both ways round.
 func scenarioConnections(t *testing.T, s *suite) {
 	e := s.env
-	leader := s.waitStable(t, lbs, 60*time.Second)
+	leader := s.waitStable(t, "before 9a", lbs, 60*time.Second)
 	follower := others(leader)[0]
 
 	// a) long-lived connections to a follower's own address; the leader is killed.
 	conns := dialKeepAlive(t, net.JoinHostPort(e.lbIP(follower), "6443"), 3)
 	from := time.Now()
-	e.mustDocker("kill", e.container(leader))
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	e.mustDocker(t, "kill", e.container(leader))
+	n := 0
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); n++ {
 		conns.getAll(t, "to "+follower+" while "+leader+" is killed")
 		time.Sleep(100 * time.Millisecond)
 	}
-	s.waitStable(t, others(leader), 30*time.Second)
-	s.measure(t, "09a kill leader, conns to a follower", from, crashBound, "")
-	e.mustDocker("start", e.container(leader))
-	leader = s.waitStable(t, lbs, 60*time.Second)
+	s.waitStable(t, "after killing leader "+leader, others(leader), 30*time.Second)
+	conns.getAll(t, "to "+follower+" after the failover")
+	t.Logf("9a: 3 connections through %s answered %d rounds of requests while leader %s was killed and the VIP moved", follower, n+1, leader)
+	s.measure(t, "09a kill leader, conns to a follower", from, crashBound, "3 keep-alive conns via the follower survived")
+	e.mustDocker(t, "start", e.container(leader))
+	leader = s.waitStable(t, "after restarting "+leader, lbs, 60*time.Second)
 
 	// b) long-lived connections through the VIP (to the leader); a follower is killed.
 	vipConns := dialKeepAlive(t, net.JoinHostPort(e.vip().String(), "6443"), 3)
 	victim := others(leader)[0]
 	from = time.Now()
-	e.mustDocker("kill", e.container(victim))
-	deadline = time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	e.mustDocker(t, "kill", e.container(victim))
+	n = 0
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); n++ {
 		vipConns.getAll(t, "through the VIP while follower "+victim+" is killed")
 		time.Sleep(100 * time.Millisecond)
 	}
-	if l, err := s.stable(others(victim)); err != nil || l != leader {
+	if l, err := s.stable(t, others(victim)); err != nil || l != leader {
 		t.Errorf("after killing follower %s: leader %q (%v), want %s unchanged", victim, l, err, leader)
 	}
-	s.measure(t, "09b kill follower, conns via the VIP", from, 200*time.Millisecond, "")
-	e.mustDocker("start", e.container(victim))
-	s.waitStable(t, lbs, 60*time.Second)
+	t.Logf("9b: 3 connections through the VIP (%s) answered %d rounds while follower %s was killed", leader, n, victim)
+	s.measure(t, "09b kill follower, conns via the VIP", from, noOutageBound, "3 keep-alive conns via the VIP survived")
+	e.mustDocker(t, "start", e.container(victim))
+	s.waitStable(t, "after restarting "+victim, lbs, 60*time.Second)
 }
 
 // scenario 10: the leader's container paused (a hung process on a live
 // kernel): another node serves the VIP; the hung node's kernel must not
-// answer ARP for it meanwhile, nor its process after it resumes.
+// answer ARP for it meanwhile, nor its process after it resumes. The table's
+// two-MAC column is the time two MACs answered ARP for the VIP.
 func scenarioPause(t *testing.T, s *suite) {
 	e := s.env
 	for i := 0; i < trials(); i++ {
-		leader := s.waitStable(t, lbs, 60*time.Second)
+		leader := s.waitStable(t, "before the pause", lbs, 60*time.Second)
 		from := time.Now()
-		e.mustDocker("pause", e.container(leader))
-		next := s.waitStable(t, others(leader), 30*time.Second)
+		e.mustDocker(t, "pause", e.container(leader))
+		next := s.waitStable(t, "after pausing leader "+leader, others(leader), 30*time.Second)
 		s.measure(t, "10 leader paused (docker pause)", from, crashBound, "")
 		from = time.Now()
-		e.mustDocker("unpause", e.container(leader))
-		l := s.waitStable(t, lbs, 60*time.Second)
-		time.Sleep(2 * time.Second)
+		e.mustDocker(t, "unpause", e.container(leader))
+		l := s.waitStable(t, "after unpausing "+leader, lbs, 60*time.Second)
+		time.Sleep(2 * time.Second) // the resumed process must not answer ARP for the VIP, nor flap
 		if l != next {
 			t.Errorf("after unpausing %s, leader is %s, want %s", leader, l, next)
 		}
-		s.measure(t, "10 paused leader resumed", from, 500*time.Millisecond, "")
+		s.measure(t, "10 paused leader resumed", from, noOutageBound, "")
 	}
 }
 
@@ -356,18 +452,21 @@ func scenarioPause(t *testing.T, s *suite) {
 func scenarioNoGARP(t *testing.T, s *suite) {
 	e := s.env
 	e.garp = false
-	e.macs = map[string]string{}
-	e.mustCompose(3*time.Minute, "up", "-d", "--no-build", "--force-recreate", "lb1", "lb2", "lb3")
-	leader := s.waitStable(t, lbs, 120*time.Second)
+	leader := s.recreate(t)
 	from := time.Now()
-	e.mustDocker("kill", e.container(leader))
+	e.mustDocker(t, "kill", e.container(leader))
 	waitFor(t, noGARPBound, "VIP served by a survivor without GARP", func() error {
 		if !s.probe.OKSince(time.Now().Add(-200 * time.Millisecond)) {
 			return fmt.Errorf("no successful probe")
 		}
 		return nil
 	})
-	s.measure(t, "11 leader killed, gratuitous ARP off", from, noGARPBound, "the host's neighbour cache must expire")
+	s.waitStable(t, "after killing leader "+leader+" without GARP", others(leader), 30*time.Second)
+	note := "the host's neighbour cache must expire"
+	if d, ok := s.medianOf("02 leader killed (docker kill)"); ok {
+		note += fmt.Sprintf("; with GARP (02): median %s", d.Round(time.Millisecond))
+	}
+	s.measure(t, "11 leader killed, gratuitous ARP off", from, noGARPBound, note)
 }
 
 // keepAlive is a set of TLS connections each reused for many requests.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +28,9 @@ type suite struct {
 	arp   *arpwatch.Watcher
 	mu    sync.Mutex
 	res   []result
+	// replacedLogs keeps the logs of vipd containers that recreate removed,
+	// for the step-down count and the logs of a failed run.
+	replacedLogs strings.Builder
 }
 
 // result is one trial of one scenario.
@@ -39,12 +43,13 @@ type result struct {
 	note      string
 }
 
-// trials is how many times the repeatable scenarios run (VIPD_IT_TRIALS).
+// trials is how many times the repeatable scenarios run (VIPD_IT_TRIALS):
+// 5 by default, which keeps the whole suite near 5 minutes.
 func trials() int {
 	if n, err := strconv.Atoi(os.Getenv("VIPD_IT_TRIALS")); err == nil && n > 0 {
 		return n
 	}
-	return 3
+	return 5
 }
 
 // startObservers runs the VIP probe and the ARP watcher until the test ends.
@@ -53,7 +58,7 @@ func (s *suite) startObservers(t *testing.T) {
 	s.probe = probe.New(probe.Config{Addr: net.JoinHostPort(e.vip().String(), "6443"), HTTPS: true,
 		Interval: 10 * time.Millisecond, ConnectTimeout: 50 * time.Millisecond, RequestTimeout: time.Second})
 	s.arp = arpwatch.New(arpwatch.Config{
-		Interface: e.bridge(), Target: e.vip(),
+		Interface: e.bridge(t), Target: e.vip(),
 		SenderIP:  netip.MustParseAddr(e.clientNet + ".6"),
 		SenderMAC: net.HardwareAddr{0x02, 0x76, 0x69, 0x70, 0x64, 0x06},
 		Interval:  20 * time.Millisecond,
@@ -73,10 +78,30 @@ func (s *suite) startObservers(t *testing.T) {
 	})
 }
 
+// splitBrain returns a description of the time two MACs answered ARP for
+// the VIP in [from, to], or "" if they never did.
+func (s *suite) splitBrain(t *testing.T, from, to time.Time) string {
+	a := s.arp.Report(from, to)
+	if a.TwoMACWindows == 0 && a.Overlap == 0 {
+		return ""
+	}
+	return fmt.Sprintf("two MACs answered ARP for the VIP: %d request windows (%s), answer runs overlapping %s; answers %s",
+		a.TwoMACWindows, a.TwoMACTime, a.Overlap, s.answers(t, a))
+}
+
+func (s *suite) answers(t *testing.T, a arpwatch.Report) string {
+	macs := make([]string, 0, len(a.Answers))
+	for m, n := range a.Answers {
+		macs = append(macs, fmt.Sprintf("%s:%d", s.env.nodeOfMAC(m), n))
+	}
+	sort.Strings(macs)
+	return strings.Join(macs, " ")
+}
+
 // measure records a trial: the outage after fault, and the ARP view of
 // [fault, now]. fault is taken just before the command that causes it is
 // run, so docker's own latency counts against vipd, never for it. It fails
-// the test if two MACs ever answered together or the outage broke its bound
+// the test if two MACs answered ARP together or the outage broke its bound
 // (a zero bound records only).
 func (s *suite) measure(t *testing.T, scenario string, fault time.Time, bound time.Duration, note string) result {
 	t.Helper()
@@ -88,20 +113,171 @@ func (s *suite) measure(t *testing.T, scenario string, fault time.Time, bound ti
 	s.mu.Lock()
 	s.res = append(s.res, r)
 	s.mu.Unlock()
-	macs := make([]string, 0, len(a.Answers))
-	for m, n := range a.Answers {
-		macs = append(macs, fmt.Sprintf("%s:%d", s.env.nodeOfMAC(m), n))
-	}
-	sort.Strings(macs)
-	t.Logf("%s: outage %s (recovered %t, %d failed probes, answers by %v), ARP answers %v, two-MAC windows %d (%s), overlap %s %s",
-		scenario, o.Longest.Round(time.Millisecond), o.Recovered, o.Failed, o.Backends, macs, a.TwoMACWindows, a.TwoMACTime, a.Overlap, note)
-	if a.TwoMACWindows > 0 || a.Overlap > 0 {
-		t.Errorf("%s: SPLIT BRAIN: two MACs answered ARP for the VIP (%d windows, %s; overlap %s)", scenario, a.TwoMACWindows, a.TwoMACTime, a.Overlap)
+	t.Logf("%s: outage %s (recovered %t, %d failed probes %v, answers by %v), ARP answers [%s], two-MAC windows %d (%s), overlap %s",
+		scenario, o.Longest.Round(time.Millisecond), o.Recovered, o.Failed, o.Errors, o.Backends, s.answers(t, a), a.TwoMACWindows, a.TwoMACTime, a.Overlap)
+	if sb := s.splitBrain(t, fault, now); sb != "" {
+		t.Errorf("%s: SPLIT BRAIN: %s", scenario, sb)
 	}
 	if bound > 0 && (!o.Recovered || o.Longest > bound) {
-		t.Errorf("%s: outage %s (recovered %t) exceeds the bound %s", scenario, o.Longest, o.Recovered, bound)
+		t.Errorf("%s: client outage %s (recovered %t) exceeds the bound %s", scenario, o.Longest.Round(time.Millisecond), o.Recovered, bound)
 	}
 	return r
+}
+
+// record adds a result measured another way (formation time).
+func (s *suite) record(r result) {
+	s.mu.Lock()
+	s.res = append(s.res, r)
+	s.mu.Unlock()
+}
+
+// scenario runs one scenario as a subtest. Over its whole run, not only
+// the measured windows, two nodes must never answer ARP for the VIP. When it
+// fails, the report shows every node's state, `vipd members` and last log
+// lines at the moment of the failure.
+func (s *suite) scenario(t *testing.T, name string, fn func(*testing.T, *suite)) bool {
+	return t.Run(name, func(t *testing.T) {
+		start := scenarioStart(t)
+		t.Cleanup(func() { // registered first: runs last, after the split-brain check
+			if t.Failed() {
+				s.dump(t)
+			}
+		})
+		t.Cleanup(func() {
+			if sb := s.splitBrain(t, start, time.Now()); sb != "" {
+				t.Errorf("SPLIT BRAIN during the scenario (%s): %s", time.Since(start).Round(time.Second), sb)
+			}
+		})
+		fn(t, s)
+	})
+}
+
+// dump logs what an operator would look at: each node's container state,
+// `vipd members` as that node sees it, and its last log lines; then what
+// the observers saw last.
+func (s *suite) dump(t *testing.T) {
+	e := s.env
+	var b strings.Builder
+	fmt.Fprintf(&b, "state at the failure (%s):\n", time.Now().Format("15:04:05.000"))
+	for _, n := range lbs {
+		st := e.state(n)
+		fmt.Fprintf(&b, "--- %s: container %s\n", n, st)
+		if st == "running" {
+			out, err := e.cli(n, "members")
+			if err != nil {
+				fmt.Fprintf(&b, "vipd members: %v\n", err)
+			} else {
+				fmt.Fprintf(&b, "$ vipd members\n%s", out)
+			}
+		}
+		logs, _ := e.docker("logs", "--tail", "25", e.container(n))
+		fmt.Fprintf(&b, "last log lines:\n%s\n", logs)
+	}
+	h := s.arp.Holder(time.Now().Add(-300 * time.Millisecond))
+	last, ok := s.probe.LastOK()
+	fmt.Fprintf(&b, "--- observers: ARP answered by %q in the last 300 ms; last good probe %s ago (ok %t, answered by %s)",
+		e.nodeOfMAC(h), time.Since(last.Start).Round(time.Millisecond), ok, last.Backend)
+	t.Log(b.String())
+}
+
+// logs returns the vipd logs of the whole run: the replaced containers'
+// and the current ones'.
+func (s *suite) logs() string {
+	out, err := s.env.compose(time.Minute, "logs", "--no-color", "lb1", "lb2", "lb3")
+	if err != nil {
+		out += fmt.Sprintf("\n(docker-compose logs: %v)\n", err)
+	}
+	return s.replacedLogs.String() + out
+}
+
+// saveLogs writes the vipd logs of a failed run next to the tests.
+func (s *suite) saveLogs(t *testing.T) {
+	path := filepath.Join(s.env.root, "integration", "failed-run.log")
+	if err := os.WriteFile(path, []byte(s.logs()), 0o644); err != nil {
+		t.Logf("write %s: %v", path, err)
+		return
+	}
+	t.Logf("full vipd logs of this run: %s", path)
+}
+
+// logStepDowns lists the times a Raft leader stepped down because it could
+// not reach a quorum within its lease. The partition and no-quorum scenarios
+// cause some on purpose; any others are leader flaps (a loaded machine with
+// a short lease), to compare with the scenario start times above.
+func (s *suite) logStepDowns(t *testing.T) {
+	var lines []string
+	for _, l := range strings.Split(s.logs(), "\n") {
+		if !strings.Contains(l, "failed to contact quorum of nodes, stepping down") {
+			continue
+		}
+		node, at := "", ""
+		if i := strings.Index(l, "|"); i > 0 {
+			node = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(l[:i]), s.env.project+"_"), "_1")
+		}
+		if i := strings.Index(l, "time="); i >= 0 && len(l) >= i+28 {
+			at = l[i+16 : i+28]
+		}
+		lines = append(lines, at+" "+node)
+	}
+	sort.Strings(lines)
+	t.Logf("Raft leaders stepping down for lack of quorum contact (lease), UTC: %d %v", len(lines), lines)
+}
+
+// scenarioStart logs the wall-clock start of a scenario, to relate vipd's
+// own logs (UTC timestamps) to it.
+func scenarioStart(t *testing.T) time.Time {
+	now := time.Now()
+	t.Logf("started at %s UTC", now.UTC().Format("15:04:05.000"))
+	return now
+}
+
+// restore brings every lb back after a failed scenario, whatever it left
+// behind: paused, stopped, cut off or with its upstreams blocked. If the
+// cluster does not become stable, the nodes are recreated, so that the
+// remaining scenarios still run on a fresh cluster.
+func (s *suite) restore(t *testing.T) {
+	t.Helper()
+	e := s.env
+	for _, n := range lbs {
+		switch e.state(n) {
+		case "paused":
+			e.docker("unpause", e.container(n))
+		case "exited", "created":
+			e.docker("start", e.container(n))
+		}
+		if err := e.flushRules(n); err != nil {
+			t.Logf("restore: flush iptables of %s: %v", n, err)
+		}
+	}
+	err := poll(60*time.Second, func() error { _, err := s.stable(t, lbs); return err })
+	if err == nil {
+		return
+	}
+	t.Logf("restore: the cluster did not recover within 60 s (%v): recreating lb1, lb2, lb3", err)
+	s.recreate(t)
+}
+
+// recreate replaces the three vipd containers (fresh Raft state, current
+// e.garp) and waits for the new cluster. The old ones are removed first:
+// `up --force-recreate` would replace them one at a time, and the first new,
+// empty node would join what is left of the old cluster.
+func (s *suite) recreate(t *testing.T) string {
+	t.Helper()
+	e := s.env
+	out, _ := e.compose(time.Minute, "logs", "--no-color", "lb1", "lb2", "lb3")
+	fmt.Fprintf(&s.replacedLogs, "=== logs of the nodes replaced at %s UTC\n%s=== end of the replaced nodes' logs\n", time.Now().UTC().Format("15:04:05.000"), out)
+	e.mustCompose(t, 2*time.Minute, "rm", "--stop", "--force", "-v", "lb1", "lb2", "lb3")
+	e.mustCompose(t, 3*time.Minute, "up", "-d", "--no-build", "--no-deps", "lb1", "lb2", "lb3")
+	e.forgetMACs()
+	s.learnMACs(t)
+	return s.waitStable(t, "recreated cluster", lbs, 120*time.Second)
+}
+
+// learnMACs caches the lbs' MACs, so ARP answers can be named.
+func (s *suite) learnMACs(t *testing.T) {
+	for _, n := range lbs {
+		s.env.mac(t, n)
+	}
 }
 
 // table prints the median and max outage per scenario.
@@ -117,7 +293,7 @@ func (s *suite) table() string {
 		by[r.scenario] = append(by[r.scenario], r)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-44s %6s %10s %10s %12s %s\n", "scenario", "trials", "median", "max", "two-MAC max", "notes")
+	fmt.Fprintf(&b, "%-44s %6s %10s %10s %12s  %s\n", "scenario", "trials", "median", "max", "two-MAC max", "notes")
 	for _, sc := range order {
 		rs := by[sc]
 		ds := make([]time.Duration, len(rs))
@@ -125,9 +301,7 @@ func (s *suite) table() string {
 		notes := []string{}
 		for i, r := range rs {
 			ds[i] = r.outage
-			if r.twoMAC+r.overlap > two {
-				two = r.twoMAC + r.overlap
-			}
+			two = max(two, r.twoMAC+r.overlap)
 			if !r.recovered {
 				notes = append(notes, "NOT RECOVERED")
 			}
@@ -135,15 +309,43 @@ func (s *suite) table() string {
 				notes = append(notes, r.note)
 			}
 		}
-		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-		med := ds[len(ds)/2]
-		if len(ds)%2 == 0 {
-			med = (ds[len(ds)/2-1] + ds[len(ds)/2]) / 2
-		}
-		fmt.Fprintf(&b, "%-44s %6d %10s %10s %12s %s\n", sc, len(rs), med.Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond),
-			two.Round(time.Millisecond), strings.Join(dedupe(notes), "; "))
+		fmt.Fprintf(&b, "%-44s %6d %10s %10s %12s  %s\n", sc, len(rs), median(ds).Round(time.Millisecond),
+			slicesMax(ds).Round(time.Millisecond), two.Round(time.Millisecond), strings.Join(dedupe(notes), "; "))
 	}
 	return b.String()
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	ds = append([]time.Duration(nil), ds...)
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	if len(ds)%2 == 0 {
+		return (ds[len(ds)/2-1] + ds[len(ds)/2]) / 2
+	}
+	return ds[len(ds)/2]
+}
+
+func slicesMax(ds []time.Duration) time.Duration {
+	var m time.Duration
+	for _, d := range ds {
+		m = max(m, d)
+	}
+	return m
+}
+
+// medianOf is the median outage recorded so far for a scenario.
+func (s *suite) medianOf(scenario string) (time.Duration, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ds []time.Duration
+	for _, r := range s.res {
+		if r.scenario == scenario {
+			ds = append(ds, r.outage)
+		}
+	}
+	return median(ds), len(ds) > 0
 }
 
 func dedupe(in []string) []string {

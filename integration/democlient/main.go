@@ -127,7 +127,7 @@ func get(c config, n int) error {
 		if !s.OK {
 			return fmt.Errorf("GET https://%s/: %s", c.vip(), s.Err)
 		}
-		fmt.Printf("GET https://%s/ -> %s (%.1f ms, new TLS connection)\n", c.vip(), s.Backend, float64(s.Latency.Microseconds())/1000)
+		fmt.Printf("GET https://%s/ -> %s (%.1f ms)\n", c.vip(), s.Backend, float64(s.Latency.Microseconds())/1000)
 	}
 	return nil
 }
@@ -157,18 +157,36 @@ func failover(c config) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // probes after the recovery, so a flap back would show
 	o := p.Measure(fault, time.Now().Add(-500*time.Millisecond))
 	var next string
-	for i := 0; i < 50; i++ {
-		if next, err = leader(c); err == nil && next != old {
-			break
+	deadline = time.Now().Add(30 * time.Second)
+	for next, err = leader(c); err != nil || next == old; next, err = leader(c) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no new leader holding the VIP within 30 s after killing %s (last: %q, %v)", old, next, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// Gossip needs a few more seconds (memberlist's suspicion timeout) to
+	// call the killed node dead; until then `vipd members` lists it suspect.
+	for deadline = time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if m, err := members(c, next); err == nil && statusOf(m, old) == "dead" {
+			break
+		}
+	}
 	last, _ := p.LastOK()
-	fmt.Printf("the VIP is now held by %s and answered by %s; longest client outage: %s (%d failed probes)\n",
-		next, last.Backend, o.Longest.Round(time.Millisecond), o.Failed)
+	fmt.Printf("the VIP is now held by %s (which proxied the last probe to %s); longest client outage: %s (%d failed probes of %d)\n",
+		next, last.Backend, o.Longest.Round(time.Millisecond), o.Failed, len(p.Samples(fault, time.Now())))
 	fmt.Printf("bring %s back with: docker start %s (it rejoins as a follower; the VIP stays on %s)\n", old, container, next)
+	fmt.Printf("new leader: %s\n", next)
 	return nil
+}
+
+func statusOf(m membersView, node string) string {
+	for _, x := range m.Members {
+		if x.Name == node {
+			return x.Status
+		}
+	}
+	return ""
 }

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -14,8 +15,11 @@ type Outage struct {
 	// Recovered is false when no probe succeeded after the fault; Longest then
 	// runs to the end of the window.
 	Recovered bool
-	// Failed is the number of failed probes in the window.
+	// Failed is the number of failed probes in the window, and Errors counts
+	// them by the last part of their error ("i/o timeout", "connection
+	// refused", "EOF", ...), which tells a dead address from a reset.
 	Failed int
+	Errors map[string]int
 	// Backends counts answers per upstream name after the fault.
 	Backends map[string]int
 }
@@ -34,7 +38,7 @@ func (p *Prober) Measure(fault, end time.Time) Outage {
 func Measure(samples []Sample, fault, end time.Time) Outage {
 	samples = append([]Sample(nil), samples...)
 	sortByStart(samples)
-	o := Outage{Backends: map[string]int{}}
+	o := Outage{Backends: map[string]int{}, Errors: map[string]int{}}
 	last := fault
 	for _, s := range samples {
 		if s.OK && !s.Start.After(fault) {
@@ -47,6 +51,7 @@ func Measure(samples []Sample, fault, end time.Time) Outage {
 		}
 		if !s.OK {
 			o.Failed++
+			o.Errors[errorKind(s.Err)]++
 			continue
 		}
 		if gap := s.Start.Sub(last); gap > o.Longest {
@@ -62,6 +67,17 @@ func Measure(samples []Sample, fault, end time.Time) Outage {
 		o.Longest = gap
 	}
 	return o
+}
+
+// errorKind shortens an error to its cause, without addresses.
+func errorKind(err string) string {
+	if i := strings.LastIndex(err, ": "); i >= 0 {
+		err = err[i+2:]
+	}
+	if err == "" {
+		return "unknown"
+	}
+	return err
 }
 
 func sortByStart(s []Sample) {

@@ -135,9 +135,9 @@ func (p *Prober) OKSince(t time.Time) bool {
 }
 
 // Once runs one probe now.
-func (p *Prober) Once(ctx context.Context) Sample {
-	s := Sample{Start: time.Now()}
-	defer func() { s.Latency = time.Since(s.Start) }()
+func (p *Prober) Once(ctx context.Context) (s Sample) {
+	s.Start = time.Now()
+	defer func() { s.Latency = time.Since(s.Start) }() // s is the named result: the deferred write is returned
 	d := net.Dialer{Timeout: p.cfg.ConnectTimeout}
 	conn, err := d.DialContext(ctx, "tcp", p.cfg.Addr)
 	if err != nil {

@@ -51,6 +51,25 @@ func TestMeasure(t *testing.T) {
 	}
 }
 
+func TestMeasureCountsErrorKinds(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	bad := func(ms int, err string) Sample {
+		return Sample{Start: t0.Add(time.Duration(ms) * time.Millisecond), Err: err}
+	}
+	samples := []Sample{
+		bad(10, "dial tcp 172.28.1.50:6443: i/o timeout"),
+		bad(20, "dial tcp 172.28.1.50:6443: i/o timeout"),
+		bad(30, "dial tcp 172.28.1.50:6443: connect: connection refused"),
+		bad(40, "read answer to GET /: EOF"),
+		bad(50, ""),
+	}
+	o := Measure(samples, t0, t0.Add(time.Second))
+	want := map[string]int{"i/o timeout": 2, "connection refused": 1, "EOF": 1, "unknown": 1}
+	if fmt.Sprint(o.Errors) != fmt.Sprint(want) || o.Failed != 5 {
+		t.Errorf("Measure errors = %v (%d failed), want %v (5)", o.Errors, o.Failed, want)
+	}
+}
+
 func TestProberHTTPSLearnsBackend(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "api7") }))
 	t.Cleanup(srv.Close)
@@ -58,6 +77,11 @@ func TestProberHTTPSLearnsBackend(t *testing.T) {
 	s := p.Once(context.Background())
 	if !s.OK || s.Backend != "api7" {
 		t.Fatalf("Once = %+v, want OK from api7", s)
+	}
+	// A TLS handshake and a request take well over a microsecond; a zero
+	// Latency means the deferred measurement was lost.
+	if s.Latency < time.Microsecond {
+		t.Errorf("Once latency = %s, want the measured duration of the probe", s.Latency)
 	}
 }
 
