@@ -12,7 +12,7 @@ import (
 type conn struct {
 	s        *server
 	be       *backend
-	client   *net.TCPConn
+	client   socket
 	backend  socket
 	up, down pump
 
@@ -47,7 +47,7 @@ func newConn() *conn {
 }
 
 // reset prepares a pooled conn for a new client/backend pair.
-func (c *conn) reset(s *server, be *backend, client *net.TCPConn, backend socket) error {
+func (c *conn) reset(s *server, be *backend, client, backend socket) error {
 	c.s, c.be, c.client, c.backend = s, be, client, backend
 	c.running.Store(2)
 	c.downState.Store(downRunning)
@@ -156,7 +156,7 @@ func (c *conn) fail(d *pump, err error) {
 	} else {
 		inc(c.be.m.copyErrDown)
 	}
-	c.s.p.log.Debug("proxy copy error", "backend", c.be.addr, "client", c.client.RemoteAddr(), "direction", dir, "err", err)
+	c.s.p.log.Debug("proxy copy error", "backend", c.be.addr, "client", peer{c.client}, "direction", dir, "err", err)
 	// Pass the abort on: the peer of the failed side gets a reset, not a clean end of stream.
 	c.closeBoth(true)
 }
@@ -167,7 +167,7 @@ func (c *conn) closeBoth(reset bool) {
 		return
 	}
 	if reset {
-		_ = c.client.SetLinger(0)
+		setLinger0(c.client)
 		setLinger0(c.backend)
 	}
 	_ = c.client.Close()

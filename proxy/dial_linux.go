@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"syscall"
@@ -143,4 +144,27 @@ func setLinger0(s socket) {
 	}
 	l := unix.Linger{Onoff: 1, Linger: 0}
 	_ = rc.Control(func(fd uintptr) { _ = unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &l) })
+}
+
+// peer logs a socket's remote address. It is a slog.LogValuer so the getpeername runs only when a record
+// is actually written (debug logs of refused or failed connections), never on the hot path.
+type peer struct{ s socket }
+
+// LogValue returns the remote address as ip:port, or a placeholder when it cannot be read.
+func (p peer) LogValue() slog.Value {
+	rc, err := p.s.SyscallConn()
+	if err != nil {
+		return slog.StringValue("?")
+	}
+	var sa unix.Sockaddr
+	if err := rc.Control(func(fd uintptr) { sa, _ = unix.Getpeername(int(fd)) }); err != nil {
+		return slog.StringValue("?")
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return slog.StringValue(netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String())
+	case *unix.SockaddrInet6:
+		return slog.StringValue(netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String())
+	}
+	return slog.StringValue("?")
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // listener marks a listening socket made by Proxy.Listen: accepted sockets inherit its keepalive options
-// from the kernel, so Serve does not set them again per connection.
+// and TCP_NODELAY from the kernel, so Serve does not set them again per connection.
 type listener struct{ *net.TCPListener }
 
 // Listen opens a TCP listener on address for Serve. Serve works with any TCP listener, but on one from
@@ -23,7 +23,12 @@ func (p *Proxy) Listen(ctx context.Context, address string) (net.Listener, error
 		KeepAlive: -1, // Go must not set its own per-connection defaults; the listener's are inherited
 		Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error
-			err := rc.Control(func(fd uintptr) { serr = setKeepAlive(int(fd), ka) })
+			err := rc.Control(func(fd uintptr) {
+				if serr = setKeepAlive(int(fd), ka); serr == nil {
+					// Inherited too: Serve's raw accepts do not set it per connection as net's Accept does.
+					serr = rawSetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+				}
+			})
 			if err != nil {
 				return err
 			}

@@ -1,14 +1,13 @@
 package proxy
 
 import (
-	"net"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-func sockopt(t *testing.T, c *net.TCPConn, level, opt int) int {
+func sockopt(t *testing.T, c socket, level, opt int) int {
 	t.Helper()
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -25,8 +24,8 @@ func sockopt(t *testing.T, c *net.TCPConn, level, opt int) int {
 	return v
 }
 
-// TestListenKeepAliveInherited checks the premise of Listen: sockets accepted from it carry the proxy's
-// keepalive settings without any per-connection call.
+// TestListenKeepAliveInherited checks the premise of Listen: sockets accepted from it the way Serve does
+// (raw accept4) carry the proxy's keepalive settings and TCP_NODELAY without any per-connection call.
 func TestListenKeepAliveInherited(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -50,12 +49,19 @@ func TestListenKeepAliveInherited(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = ln.Close() })
 			dial(t, ln.Addr().String())
-			ac, err := ln.Accept()
+			ra, ok := newRawAccepter(ln)
+			if !ok {
+				t.Fatal("no raw accepter for a Listen listener")
+			}
+			f, err := ra.accept()
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { _ = ac.Close() })
-			tc := ac.(*net.TCPConn)
+			t.Cleanup(func() { _ = f.Close() })
+			tc := f
+			if got := sockopt(t, tc, unix.IPPROTO_TCP, unix.TCP_NODELAY); got != 1 {
+				t.Fatalf("TCP_NODELAY = %d, want 1 (inherited from the listener)", got)
+			}
 			if got := sockopt(t, tc, unix.SOL_SOCKET, unix.SO_KEEPALIVE); got != tt.wantOn {
 				t.Fatalf("SO_KEEPALIVE = %d, want %d", got, tt.wantOn)
 			}

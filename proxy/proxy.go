@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // Backends is the proxy's view of the upstream pool. *health.Monitor satisfies it.
@@ -151,13 +153,13 @@ func (p *Proxy) connect(ctx context.Context, be *backend) (socket, error) {
 }
 
 // noBackend refuses client after dial found no backend, logging once per outage.
-func (p *Proxy) noBackend(client *net.TCPConn, err error) {
+func (p *Proxy) noBackend(client socket, err error) {
 	p.refusedNoBackend.Add(1)
 	p.cfg.Metrics.refusedInc(reasonNoBackend)
 	if !p.outage.Swap(true) {
 		p.log.Warn("no healthy backend: resetting new connections until one is reachable", "err", err)
 	}
-	p.log.Debug("connection refused", "client", client.RemoteAddr(), "err", err)
+	p.log.Debug("connection refused", "client", peer{client}, "err", err)
 	reset(client)
 }
 
@@ -168,18 +170,26 @@ func (p *Proxy) backendReachable(be *backend) {
 	}
 }
 
-// setKeepAlive applies the configured keepalive to an accepted socket (the dialer does the backend side;
-// sockets accepted from a Listen listener inherit it).
-func (p *Proxy) setKeepAlive(c *net.TCPConn) {
-	if p.cfg.KeepAlive < 0 {
-		_ = c.SetKeepAlive(false)
+// tuneAccepted sets on an accepted socket what it did not inherit from the listener: the configured
+// keepalive (a Listen listener passes it on) and TCP_NODELAY (net.TCPListener.Accept sets it; a raw accept
+// from a listener not made by Listen does not). Small replies must not wait for an ACK (Nagle).
+func (p *Proxy) tuneAccepted(c socket, keepAlive, noDelay bool) {
+	rc, err := c.SyscallConn()
+	if err != nil {
 		return
 	}
-	_ = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: p.cfg.KeepAlive, Interval: p.cfg.KeepAlive, Count: -1})
+	_ = rc.Control(func(fd uintptr) {
+		if keepAlive {
+			_ = setKeepAlive(int(fd), p.cfg.KeepAlive)
+		}
+		if noDelay {
+			_ = rawSetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		}
+	})
 }
 
 // reset closes c with an RST, so the client learns at once that nobody will serve it (no FIN, no hang).
-func reset(c *net.TCPConn) {
-	_ = c.SetLinger(0)
+func reset(c socket) {
+	setLinger0(c)
 	_ = c.Close()
 }

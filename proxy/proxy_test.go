@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -342,4 +343,52 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// wrappedListener hides the *net.TCPListener, so Serve accepts through ln.Accept instead of raw accept4.
+type wrappedListener struct{ net.Listener }
+
+// TestServeAcceptPaths proxies through each accept path: raw accept4 on a Listen listener (keepalive and
+// TCP_NODELAY inherited), on a plain net.Listen listener (both set per connection), and ln.Accept on a
+// listener Serve cannot see through.
+func TestServeAcceptPaths(t *testing.T) {
+	be := startBackend(t, echo)
+	tests := []struct {
+		name string
+		ln   func(p *Proxy) (net.Listener, error)
+	}{
+		{"Listen", func(p *Proxy) (net.Listener, error) { return p.Listen(t.Context(), "127.0.0.1:0") }},
+		{"net.Listen", func(*Proxy) (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }},
+		{"wrapped", func(*Proxy) (net.Listener, error) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			return wrappedListener{ln}, err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := New(Config{Logger: testLogger(t)}, newFakeBackends(be.addr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := tt.ln(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- p.Serve(ctx, ln) }()
+			for i := range 3 {
+				c := dial(t, ln.Addr().String())
+				if r, err := roundTrip(c, "hello"); err != nil || r != "hello" {
+					t.Fatalf("conn %d: echo %q, %v", i, r, err)
+				}
+				_ = c.Close()
+			}
+			waitFor(t, 2*time.Second, "release", func() bool { return p.Counters().Active == 0 })
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("Serve: %v", err)
+			}
+		})
+	}
 }

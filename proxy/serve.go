@@ -23,13 +23,15 @@ type server struct {
 
 	// Handler goroutines are reused: the dialer grows a goroutine's stack to several KiB, which a fresh
 	// goroutine per connection pays for again (morestack, copystack). Idle ones wait on handoff.
-	handoff      chan *net.TCPConn // unbuffered: a send succeeds only if an idle handler is waiting
-	quit         chan struct{}     // closed after drain: idle handlers exit
+	handoff      chan socket   // unbuffered: a send succeeds only if an idle handler is waiting
+	quit         chan struct{} // closed after drain: idle handlers exit
 	idleHandlers atomic.Int32
 	handlerWG    sync.WaitGroup
 
-	setKeepAlive bool     // accepted sockets need keepalive set (not inherited from a Listen listener)
-	idle         *idleSet // where idle downstream directions wait; nil: they park a goroutine each
+	setKeepAlive bool         // accepted sockets need keepalive set (not inherited from a Listen listener)
+	setNoDelay   bool         // accepted sockets need TCP_NODELAY set: raw accepts from a listener not made by Listen
+	ra           *rawAccepter // raw accept4 on a TCP listener; nil: ln.Accept
+	idle         *idleSet     // where idle downstream directions wait; nil: they park a goroutine each
 
 	mu      sync.Mutex
 	head    *conn // tracked connections (intrusive list)
@@ -52,10 +54,13 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}()
 	_, inherited := ln.(listener)
-	s := &server{p: p, ln: ln, setKeepAlive: !inherited, handoff: make(chan *net.TCPConn), quit: make(chan struct{})}
+	s := &server{p: p, ln: ln, setKeepAlive: !inherited, handoff: make(chan socket), quit: make(chan struct{})}
 	s.dialCtx, s.cancelDial = context.WithCancel(context.Background())
 	defer s.cancelDial()
 
+	if ra, ok := newRawAccepter(ln); ok {
+		s.ra = ra
+	}
 	var bg sync.WaitGroup
 	stop := make(chan struct{})
 	bg.Go(func() {
@@ -64,6 +69,9 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 		case <-stop:
 		}
 		_ = ln.Close()
+		if s.ra != nil {
+			s.ra.close()
+		}
 	})
 	if is, err := newIdleSet(); err != nil {
 		p.log.Warn("no idle set: idle connections keep a goroutine per direction", "err", err)
@@ -91,9 +99,21 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 
 // accept runs the accept loop until ctx is done (nil) or a permanent accept error.
 func (s *server) accept(ctx context.Context) error {
+	next := s.acceptConn
+	if ra := s.ra; ra != nil {
+		_, inherited := s.ln.(listener)
+		s.setNoDelay = !inherited
+		next = func() (socket, error) {
+			f, err := ra.accept()
+			if err != nil {
+				return nil, err // not f: a nil *os.File in a socket is not a nil socket
+			}
+			return f, nil
+		}
+	}
 	var backoff time.Duration
 	for {
-		c, err := s.ln.Accept()
+		c, err := next()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -128,20 +148,29 @@ func temporary(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// admit applies MaxConns and hands an accepted connection to its own goroutine.
-func (s *server) admit(c net.Conn) {
-	p := s.p
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		p.log.Error("proxy needs a TCP listener; closing connection", "type", fmt.Sprintf("%T", c))
+// acceptConn accepts through ln.Accept: the way for listeners that are not a plain *net.TCPListener.
+func (s *server) acceptConn() (socket, error) {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			return tc, nil
+		}
+		s.p.log.Error("proxy needs a TCP listener; closing connection", "type", fmt.Sprintf("%T", c))
 		_ = c.Close()
-		return
 	}
+}
+
+// admit applies MaxConns and hands an accepted connection to its own goroutine.
+func (s *server) admit(tc socket) {
+	p := s.p
 	if n := p.open.Add(1); p.cfg.MaxConns > 0 && n > int64(p.cfg.MaxConns) {
 		p.open.Add(-1)
 		p.refusedMaxConns.Add(1)
 		p.cfg.Metrics.refusedInc(reasonMaxConns)
-		p.log.Debug("connection refused: max connections", "client", tc.RemoteAddr(), "max_conns", p.cfg.MaxConns)
+		p.log.Debug("connection refused: max connections", "client", peer{tc}, "max_conns", p.cfg.MaxConns)
 		reset(tc)
 		return
 	}
@@ -159,7 +188,7 @@ const maxIdleHandlers = 16
 
 // handler runs handle for client, then for further connections handed off by admit, until it has been
 // idle while maxIdleHandlers others were idle too, or the server quits.
-func (s *server) handler(client *net.TCPConn) {
+func (s *server) handler(client socket) {
 	defer s.handlerWG.Done()
 	for {
 		s.handle(client)
@@ -178,7 +207,7 @@ func (s *server) handler(client *net.TCPConn) {
 }
 
 // handle dials a backend for client and starts one pump goroutine per direction.
-func (s *server) handle(client *net.TCPConn) {
+func (s *server) handle(client socket) {
 	defer s.connWG.Done()
 	p := s.p
 	bc, be, err := p.dial(s.dialCtx)
@@ -192,8 +221,8 @@ func (s *server) handle(client *net.TCPConn) {
 		return
 	}
 	p.backendReachable(be)
-	if s.setKeepAlive {
-		p.setKeepAlive(client)
+	if s.setKeepAlive || s.setNoDelay {
+		p.tuneAccepted(client, s.setKeepAlive, s.setNoDelay)
 	}
 
 	c := p.conns.Get().(*conn)
@@ -327,7 +356,7 @@ func (s *server) closeIdle(now, idle int64) {
 			continue
 		}
 		if now-c.lastSeen >= idle && !c.closed.Load() {
-			s.p.log.Debug("idle timeout: closing connection", "backend", c.be.addr, "client", c.client.RemoteAddr())
+			s.p.log.Debug("idle timeout: closing connection", "backend", c.be.addr, "client", peer{c.client})
 			c.closeBoth(false)
 		}
 	}
