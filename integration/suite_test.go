@@ -116,10 +116,10 @@ func (s *suite) measure(t *testing.T, scenario string, fault time.Time, bound ti
 	t.Logf("%s: outage %s (recovered %t, %d failed probes %v, answers by %v), ARP answers [%s], two-MAC windows %d (%s), overlap %s",
 		scenario, o.Longest.Round(time.Millisecond), o.Recovered, o.Failed, o.Errors, o.Backends, s.answers(t, a), a.TwoMACWindows, a.TwoMACTime, a.Overlap)
 	if sb := s.splitBrain(t, fault, now); sb != "" {
-		t.Errorf("%s: SPLIT BRAIN: %s", scenario, sb)
+		t.Errorf("%s: SPLIT BRAIN: %s%s", scenario, sb, s.leaderEvents(fault))
 	}
 	if bound > 0 && (!o.Recovered || o.Longest > bound) {
-		t.Errorf("%s: client outage %s (recovered %t) exceeds the bound %s", scenario, o.Longest.Round(time.Millisecond), o.Recovered, bound)
+		t.Errorf("%s: client outage %s (recovered %t) exceeds the bound %s%s", scenario, o.Longest.Round(time.Millisecond), o.Recovered, bound, s.leaderEvents(fault))
 	}
 	return r
 }
@@ -158,7 +158,7 @@ func (s *suite) scenario(t *testing.T, name string, fn func(*testing.T, *suite))
 func (s *suite) dump(t *testing.T) {
 	e := s.env
 	var b strings.Builder
-	fmt.Fprintf(&b, "state at the failure (%s):\n", time.Now().Format("15:04:05.000"))
+	fmt.Fprintf(&b, "state at the failure (%s UTC, host load average %s):\n", time.Now().UTC().Format("15:04:05.000"), loadavg())
 	for _, n := range lbs {
 		st := e.state(n)
 		fmt.Fprintf(&b, "--- %s: container %s\n", n, st)
@@ -220,14 +220,57 @@ func (s *suite) logStepDowns(t *testing.T) {
 		lines = append(lines, at+" "+node)
 	}
 	sort.Strings(lines)
-	t.Logf("Raft leaders stepping down for lack of quorum contact (lease), UTC: %d %v", len(lines), lines)
+	t.Logf("Raft leaders stepping down for lack of quorum contact (lease), UTC: %d %v; host load average now %s", len(lines), lines, loadavg())
+}
+
+// leaderEvents explains an unexpected leader: the leadership events every
+// node logged since a time (lease step-downs, transfers, elections won), and
+// the host's load, since a short Raft lease on a loaded 2-core machine makes
+// leaders step down on their own.
+func (s *suite) leaderEvents(since time.Time) string {
+	var ev []string
+	for _, n := range lbs {
+		out, _ := s.env.docker("logs", "--since", since.Add(-time.Second).UTC().Format(time.RFC3339Nano), s.env.container(n))
+		for _, l := range strings.Split(out, "\n") {
+			for _, m := range []string{"failed to contact quorum of nodes, stepping down", "election won", "leadership transferred", "VIP released", "VIP acquired"} {
+				if strings.Contains(l, m) {
+					at := ""
+					if i := strings.Index(l, "time="); i >= 0 && len(l) >= i+28 {
+						at = l[i+16 : i+28]
+					}
+					what := m
+					if i := strings.Index(l, " why="); i >= 0 {
+						why := l[i+5:]
+						if j := strings.Index(why[1:], `"`); strings.HasPrefix(why, `"`) && j >= 0 {
+							why = why[1 : j+1]
+						} else {
+							why = strings.Fields(why)[0]
+						}
+						what += " (" + why + ")"
+					}
+					ev = append(ev, at+" "+n+" "+what)
+				}
+			}
+		}
+	}
+	sort.Strings(ev)
+	return fmt.Sprintf("\n  leadership events (UTC) from %s (1 s before the step):\n    %s\n  host load average: %s",
+		since.Add(-time.Second).UTC().Format("15:04:05.000"), strings.Join(ev, "\n    "), loadavg())
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return err.Error()
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // scenarioStart logs the wall-clock start of a scenario, to relate vipd's
 // own logs (UTC timestamps) to it.
 func scenarioStart(t *testing.T) time.Time {
 	now := time.Now()
-	t.Logf("started at %s UTC", now.UTC().Format("15:04:05.000"))
+	t.Logf("started at %s UTC, host load average %s", now.UTC().Format("15:04:05.000"), loadavg())
 	return now
 }
 
