@@ -241,10 +241,10 @@ func (s *suite) leaderEvents(since time.Time) string {
 					what := m
 					if i := strings.Index(l, " why="); i >= 0 {
 						why := l[i+5:]
-						if j := strings.Index(why[1:], `"`); strings.HasPrefix(why, `"`) && j >= 0 {
-							why = why[1 : j+1]
+						if q, ok := strings.CutPrefix(why, `"`); ok {
+							why, _, _ = strings.Cut(q, `"`)
 						} else {
-							why = strings.Fields(why)[0]
+							why, _, _ = strings.Cut(why, " ")
 						}
 						what += " (" + why + ")"
 					}
