@@ -43,9 +43,11 @@ const (
 func TestFailover(t *testing.T) {
 	e := newEnv(t)
 	s := &suite{env: e}
-	t.Cleanup(func() { // runs last: the table is the end of the output
-		fmt.Fprintf(os.Stdout, "\n=== vipd failover outages (probe every 10 ms from the host, 50 ms connect budget; %d trials) ===\n%s\n", trials(), s.table())
-		if err := os.WriteFile(filepath.Join(e.root, "integration", "results.txt"), []byte(s.table()), 0o644); err != nil {
+	t.Cleanup(func() { // runs last; TestMain prints the table after go test's own result lines
+		tab := s.table()
+		report.add(fmt.Sprintf("\n=== vipd failover outages: %s, probe every 10 ms from the host (50 ms connect budget), %d trials ===\n%s",
+			e.project, trials(), tab))
+		if err := os.WriteFile(filepath.Join(e.root, "integration", "results.txt"), []byte(tab), 0o644); err != nil {
 			t.Logf("write results.txt: %v", err)
 		}
 	})
@@ -66,11 +68,12 @@ func TestFailover(t *testing.T) {
 	runStart := time.Now()
 	s.startObservers(t)
 	t.Cleanup(func() { // runs first, while the ARP watcher still runs
+		a := s.arp.Report(runStart, time.Now())
 		if sb := s.splitBrain(t, runStart, time.Now()); sb != "" {
 			t.Errorf("SPLIT BRAIN at some point of the run: %s", sb)
+			s.addFooter("whole run (%s, %d ARP requests for the VIP): SPLIT BRAIN, %s", time.Since(runStart).Round(time.Second), a.Requests, sb)
 		} else {
-			a := s.arp.Report(runStart, time.Now())
-			t.Logf("whole run (%s): %d ARP requests for the VIP, never answered by two MACs", time.Since(runStart).Round(time.Second), a.Requests)
+			s.addFooter("whole run (%s, %d ARP requests for the VIP): never answered by two MACs", time.Since(runStart).Round(time.Second), a.Requests)
 		}
 	})
 

@@ -31,6 +31,15 @@ type suite struct {
 	// replacedLogs keeps the logs of vipd containers that recreate removed,
 	// for the step-down count and the logs of a failed run.
 	replacedLogs strings.Builder
+	// footer lines follow the table: whole-run findings.
+	footer []string
+}
+
+// addFooter adds a line under the printed table.
+func (s *suite) addFooter(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.footer = append(s.footer, fmt.Sprintf(format, args...))
 }
 
 // result is one trial of one scenario.
@@ -221,6 +230,7 @@ func (s *suite) logStepDowns(t *testing.T) {
 	}
 	sort.Strings(lines)
 	t.Logf("Raft leaders stepping down for lack of quorum contact (lease), UTC: %d %v; host load average now %s", len(lines), lines, loadavg())
+	s.addFooter("Raft lease step-downs (a leader could not reach a quorum in time): %d; expected one per trial of 05 (the cut-off leader) and 10 (the resumed leader) and one in 08, any more are leader flaps", len(lines))
 }
 
 // leaderEvents explains an unexpected leader: the leadership events every
@@ -354,6 +364,9 @@ func (s *suite) table() string {
 		}
 		fmt.Fprintf(&b, "%-44s %6d %10s %10s %12s  %s\n", sc, len(rs), median(ds).Round(time.Millisecond),
 			slicesMax(ds).Round(time.Millisecond), two.Round(time.Millisecond), strings.Join(dedupe(notes), "; "))
+	}
+	for _, f := range s.footer {
+		b.WriteString(f + "\n")
 	}
 	return b.String()
 }
