@@ -231,3 +231,15 @@ func TestListenerInUseFailsStart(t *testing.T) {
 		t.Errorf("Run on a busy port = %v, want an error naming -listen", err)
 	}
 }
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
