@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -46,8 +48,9 @@ type env struct {
 	clusterNet string
 	garp       bool
 
-	mu   sync.Mutex
-	macs map[string]string // service -> MAC on the client network; cleared on recreate
+	mu     sync.Mutex
+	macs   map[string]string // service -> MAC on the client network; cleared on recreate
+	halted atomic.Bool
 }
 
 // requireEnv is set by `make integration`: there a missing prerequisite
@@ -107,8 +110,22 @@ func (e *env) environ() []string {
 	)
 }
 
+// errHalted is returned by run once halt was called: a test goroutine still
+// running must not start containers while the project is being removed.
+var errHalted = errors.New("the suite is stopping: no more docker commands")
+
+// halt refuses every later run; only down's own commands still execute.
+func (e *env) halt() { e.halted.Store(true) }
+
 // run runs a host command with a deadline; the error carries its output.
 func (e *env) run(timeout time.Duration, name string, args ...string) (string, error) {
+	if e.halted.Load() {
+		return "", errHalted
+	}
+	return e.exec(timeout, name, args...)
+}
+
+func (e *env) exec(timeout time.Duration, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -203,18 +220,27 @@ func (e *env) build(t *testing.T) {
 // else), then checks that nothing is left. It returns what went wrong.
 func (e *env) down() []string {
 	var problems []string
-	if _, err := e.compose(3*time.Minute, "down", "-v", "--remove-orphans", "-t", "5"); err != nil {
-		problems = append(problems, err.Error())
-	}
-	for _, img := range images {
-		if _, err := e.docker("image", "inspect", img+":"+e.project); err == nil {
-			if _, err := e.docker("rmi", img+":"+e.project); err != nil {
-				problems = append(problems, err.Error())
+	composeArgs := []string{"-p", e.project, "-f", filepath.Join(e.root, "docker-compose.yml")}
+	for attempt := 1; attempt <= 3; attempt++ {
+		problems = nil
+		if _, err := e.exec(3*time.Minute, "docker-compose", append(composeArgs, "down", "-v", "--remove-orphans", "-t", "5")...); err != nil {
+			problems = append(problems, err.Error())
+		}
+		for _, img := range images {
+			if _, err := e.exec(time.Minute, "docker", "image", "inspect", img+":"+e.project); err == nil {
+				if _, err := e.exec(time.Minute, "docker", "rmi", img+":"+e.project); err != nil {
+					problems = append(problems, err.Error())
+				}
 			}
 		}
-	}
-	if left := e.leftovers(); len(left) > 0 {
-		problems = append(problems, "left behind: "+strings.Join(left, ", "))
+		left := e.leftovers()
+		if len(left) == 0 {
+			return problems
+		}
+		// A command in flight when down started (docker start) can bring a
+		// container back: try again.
+		problems = append(problems, fmt.Sprintf("left behind after attempt %d: %s", attempt, strings.Join(left, ", ")))
+		time.Sleep(2 * time.Second)
 	}
 	return problems
 }
@@ -223,14 +249,18 @@ func (e *env) down() []string {
 func (e *env) leftovers() []string {
 	var left []string
 	label := "label=com.docker.compose.project=" + e.project
-	if out, _ := e.docker("ps", "-a", "--filter", label, "--format", "container {{.Names}}"); out != "" {
+	list := func(args ...string) string {
+		out, _ := e.exec(time.Minute, "docker", args...)
+		return strings.TrimSpace(out)
+	}
+	if out := list("ps", "-a", "--filter", label, "--format", "container {{.Names}}"); out != "" {
 		left = append(left, strings.Split(out, "\n")...)
 	}
-	if out, _ := e.docker("network", "ls", "--filter", label, "--format", "network {{.Name}}"); out != "" {
+	if out := list("network", "ls", "--filter", label, "--format", "network {{.Name}}"); out != "" {
 		left = append(left, strings.Split(out, "\n")...)
 	}
 	for _, img := range images {
-		if out, _ := e.docker("images", "-q", img+":"+e.project); out != "" {
+		if out := list("images", "-q", img+":"+e.project); out != "" {
 			left = append(left, "image "+img+":"+e.project)
 		}
 	}

@@ -32,9 +32,14 @@ const (
 	quorumBound    = 15 * time.Second
 	// noGARPBound only records what the announcements buy.
 	noGARPBound = 90 * time.Second
-	// reserve is the time kept back from the go test deadline for the
-	// cleanup: scenarios that would start later are skipped (and fail the run).
-	reserve = 2 * time.Minute
+	// reserve is the time kept back from the go test deadline: scenarios
+	// that would start later are skipped (and fail the run), since one
+	// failing scenario and its restore can take a few minutes.
+	reserve = 4 * time.Minute
+	// hardStop is how long before the go test deadline a run still going
+	// is stopped and its project removed: go test's own timeout panics, and
+	// no t.Cleanup would run.
+	hardStop = time.Minute
 )
 
 // TestFailover runs scenarios 1–11 of issue 5 against one compose project.
@@ -60,7 +65,7 @@ func TestFailover(t *testing.T) {
 			t.Errorf("cleanup of %s: %s", e.project, p)
 		}
 	})
-	removeOnSignal(t, e)
+	removeOnSignal(t, e, s)
 
 	e.build(t)
 	// The upstreams first: this creates the networks the observers watch.
@@ -117,23 +122,37 @@ func TestFailover(t *testing.T) {
 }
 
 // removeOnSignal removes the compose project if the run is interrupted
-// (Ctrl-C, or SIGTERM from CI), when no t.Cleanup would run.
-func removeOnSignal(t *testing.T, e *env) {
+// (Ctrl-C, or SIGTERM from CI) or about to hit the go test timeout: in
+// those cases no t.Cleanup would run. s may hold the results so far.
+func removeOnSignal(t *testing.T, e *env, s *suite) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	var deadline <-chan time.Time
+	if d, ok := t.Deadline(); ok {
+		timer := time.NewTimer(time.Until(d) - hardStop)
+		t.Cleanup(func() { timer.Stop() })
+		deadline = timer.C
+	}
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
+		why := ""
 		select {
-		case s := <-sig:
-			fmt.Fprintf(os.Stderr, "\n%s: removing compose project %s\n", s, e.project)
-			for _, p := range e.down() {
-				fmt.Fprintln(os.Stderr, p)
-			}
-			os.Exit(130)
+		case sg := <-sig:
+			why = sg.String()
+		case <-deadline:
+			why = fmt.Sprintf("%s before the go test timeout", hardStop)
 		case <-done:
+			return
 		}
+		fmt.Fprintf(os.Stderr, "\n%s: stopping the suite, removing compose project %s\n", why, e.project)
+		e.halt()
+		for _, p := range e.down() {
+			fmt.Fprintln(os.Stderr, p)
+		}
+		fmt.Fprintf(os.Stderr, "results so far:\n%s", s.table())
+		os.Exit(1)
 	}()
 	t.Cleanup(func() { signal.Stop(sig); close(done); <-stopped })
 }
@@ -157,40 +176,46 @@ func scenarioColdStart(t *testing.T, s *suite) {
 	formed := time.Since(started)
 	t.Logf("+%s: stable, leader %s", formed.Round(time.Millisecond), leader)
 
-	out, err := e.cli(leader, "members")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Every node's `vipd members` must agree; followers learn the holder
+	// by gossip, so give them a few seconds to converge.
+	var out string
+	waitFor(t, 10*time.Second, "vipd members on every node shows the formed cluster", func() error {
+		var err error
+		if out, err = e.cli(leader, "members"); err != nil {
+			return err
+		}
+		if !strings.Contains(out, leader+" *") || strings.Count(out, "alive") != 3 || strings.Count(out, "holder") != 1 {
+			return fmt.Errorf("vipd members table on %s: want 3 alive, %s marked leader (*) and one holder:\n%s", leader, leader, out)
+		}
+		for _, n := range lbs {
+			js, err := e.cli(n, "members", "-format", "json")
+			if err != nil {
+				return err
+			}
+			var m members
+			if err := jsonUnmarshal(js, &m); err != nil {
+				return fmt.Errorf("vipd members -format json on %s: %v\n%s", n, err, js)
+			}
+			leaders, holders, alive := 0, 0, 0
+			for _, x := range m.Members {
+				if x.Leader {
+					leaders++
+				}
+				if x.VIPHeld {
+					holders++
+				}
+				if x.Status == "alive" {
+					alive++
+				}
+			}
+			if len(m.Members) != 3 || alive != 3 || leaders != 1 || m.Leader != leader || m.VIPHolder != leader || holders != 1 {
+				return fmt.Errorf("vipd members on %s: %d members, %d alive, %d leaders, leader %q, holder %q (%d marked), want 3, 3, 1, %s, %s, 1",
+					n, len(m.Members), alive, leaders, m.Leader, m.VIPHolder, holders, leader, leader)
+			}
+		}
+		return nil
+	})
 	t.Logf("vipd members on %s:\n%s", leader, out)
-	if !strings.Contains(out, leader+" *") || strings.Count(out, "alive") != 3 || strings.Count(out, "holder") != 1 {
-		t.Errorf("vipd members table: want 3 alive, %s marked leader (*) and one holder:\n%s", leader, out)
-	}
-	for _, n := range lbs {
-		js, err := e.cli(n, "members", "-format", "json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m members
-		if err := jsonUnmarshal(js, &m); err != nil {
-			t.Fatalf("vipd members -format json on %s: %v\n%s", n, err, js)
-		}
-		leaders, holders, alive := 0, 0, 0
-		for _, x := range m.Members {
-			if x.Leader {
-				leaders++
-			}
-			if x.VIPHeld {
-				holders++
-			}
-			if x.Status == "alive" {
-				alive++
-			}
-		}
-		if len(m.Members) != 3 || alive != 3 || leaders != 1 || m.Leader != leader || m.VIPHolder != leader || holders != 1 {
-			t.Errorf("members on %s: %d members, %d alive, %d leaders, leader %q, holder %q (%d marked), want 3, 3, 1, %s, %s, 1",
-				n, len(m.Members), alive, leaders, m.Leader, m.VIPHolder, holders, leader, leader)
-		}
-	}
 	if _, err := e.cli(leader, "status"); err != nil {
 		t.Error(err)
 	}
