@@ -95,7 +95,7 @@ func (s *suite) splitBrain(t *testing.T, from, to time.Time) string {
 		return ""
 	}
 	return fmt.Sprintf("two MACs answered ARP for the VIP: %d request windows (%s), answer runs overlapping %s; answers %s",
-		a.TwoMACWindows, a.TwoMACTime, a.Overlap, s.answers(t, a))
+		a.TwoMACWindows, a.TwoMACTime.Round(100*time.Microsecond), a.Overlap.Round(100*time.Microsecond), s.answers(t, a))
 }
 
 func (s *suite) answers(t *testing.T, a arpwatch.Report) string {
@@ -123,7 +123,8 @@ func (s *suite) measure(t *testing.T, scenario string, fault time.Time, bound ti
 	s.res = append(s.res, r)
 	s.mu.Unlock()
 	t.Logf("%s: outage %s (recovered %t, %d failed probes %v, answers by %v), ARP answers [%s], two-MAC windows %d (%s), overlap %s",
-		scenario, o.Longest.Round(time.Millisecond), o.Recovered, o.Failed, o.Errors, o.Backends, s.answers(t, a), a.TwoMACWindows, a.TwoMACTime, a.Overlap)
+		scenario, o.Longest.Round(time.Millisecond), o.Recovered, o.Failed, o.Errors, o.Backends, s.answers(t, a), a.TwoMACWindows,
+		a.TwoMACTime.Round(100*time.Microsecond), a.Overlap.Round(100*time.Microsecond))
 	if sb := s.splitBrain(t, fault, now); sb != "" {
 		t.Errorf("%s: SPLIT BRAIN: %s%s", scenario, sb, s.leaderEvents(fault))
 	}
