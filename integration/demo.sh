@@ -36,7 +36,8 @@ say "Requests through the VIP (each a new TLS connection; the leader's proxy spr
 bin/democlient -project "$P" -net "$NET" get
 
 say "Failover"
-next=$(bin/democlient -project "$P" -net "$NET" failover | tee /dev/stderr | sed -n 's/^new leader: //p')
+bin/democlient -project "$P" -net "$NET" failover
+next=$(bin/democlient -project "$P" -net "$NET" leader)
 
 say "\$ docker exec ${P}_${next}_1 /vipd members"
 docker exec "${P}_${next}_1" /vipd members

@@ -51,8 +51,15 @@ func run(args []string) error {
 		return get(c, 6)
 	case "failover":
 		return failover(c)
+	case "leader":
+		l, err := leader(c)
+		if err != nil {
+			return err
+		}
+		fmt.Println(l)
+		return nil
 	}
-	return errors.New("usage: democlient [-project vipd] [-net 172.28.0] wait|get|failover")
+	return errors.New("usage: democlient [-project vipd] [-net 172.28.0] wait|get|failover|leader")
 }
 
 type membersView struct {
@@ -178,7 +185,6 @@ func failover(c config) error {
 	fmt.Printf("the VIP is now held by %s (which proxied the last probe to %s); longest client outage: %s (%d failed probes of %d)\n",
 		next, last.Backend, o.Longest.Round(time.Millisecond), o.Failed, len(p.Samples(fault, time.Now())))
 	fmt.Printf("bring %s back with: docker start %s (it rejoins as a follower; the VIP stays on %s)\n", old, container, next)
-	fmt.Printf("new leader: %s\n", next)
 	return nil
 }
 
