@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -58,12 +59,25 @@ func (e *env) api(svc, path string, out any) error {
 
 func (e *env) members(svc string) (members, error) {
 	var m members
-	return m, e.api(svc, "/v1/members", &m)
+	return m, e.explain(svc, e.api(svc, "/v1/members", &m))
 }
 
 func (e *env) status(svc string) (status, error) {
 	var s status
-	return s, e.api(svc, "/v1/status", &s)
+	return s, e.explain(svc, e.api(svc, "/v1/status", &s))
+}
+
+// explain adds the container's state to an admin API error when it is not
+// simply running: a crashed vipd (exit code 2 is a Go panic) or a paused one.
+func (e *env) explain(svc string, err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ierr := e.docker("inspect", "-f", "{{.State.Status}} (exit code {{.State.ExitCode}})", e.container(svc))
+	if ierr != nil || strings.HasPrefix(st, "running") {
+		return err
+	}
+	return fmt.Errorf("%w; container %s is %s", err, svc, st)
 }
 
 // cli runs the vipd CLI inside a node, as an operator would.

@@ -490,8 +490,8 @@ func scenarioNoGARP(t *testing.T, s *suite) {
 	from := time.Now()
 	e.mustDocker(t, "kill", e.container(leader))
 	waitFor(t, noGARPBound, "VIP served by a survivor without GARP", func() error {
-		if !s.probe.OKSince(time.Now().Add(-200 * time.Millisecond)) {
-			return fmt.Errorf("no successful probe")
+		if !s.probe.Settled(time.Now(), settleQuiet) {
+			return fmt.Errorf("the VIP does not answer steadily")
 		}
 		return nil
 	})

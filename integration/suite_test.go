@@ -42,6 +42,10 @@ func (s *suite) addFooter(format string, args ...any) {
 	s.footer = append(s.footer, fmt.Sprintf(format, args...))
 }
 
+// settleQuiet is how long the probes must have succeeded without a single
+// failure before an outage counts as over.
+const settleQuiet = 500 * time.Millisecond
+
 // result is one trial of one scenario.
 type result struct {
 	scenario  string
@@ -114,6 +118,18 @@ func (s *suite) answers(t *testing.T, a arpwatch.Report) string {
 // (a zero bound records only).
 func (s *suite) measure(t *testing.T, scenario string, fault time.Time, bound time.Duration, note string) result {
 	t.Helper()
+	// The window must cover the whole outage: a probe that succeeded just
+	// after the fault command, before the fault took effect, would let a
+	// scenario's wait pass early. Wait until the VIP answers steadily.
+	settle := max(bound, 30*time.Second)
+	if err := poll(settle, func() error {
+		if !s.probe.Settled(time.Now(), settleQuiet) {
+			return fmt.Errorf("the VIP does not answer steadily (no failure for %s)", settleQuiet)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("%s: %v within %s", scenario, err, settle)
+	}
 	time.Sleep(200 * time.Millisecond) // let in-flight probes around the recovery land
 	now := time.Now().Add(-100 * time.Millisecond)
 	o := s.probe.Measure(fault, now)
@@ -293,10 +309,13 @@ func (s *suite) restore(t *testing.T) {
 	t.Helper()
 	e := s.env
 	for _, n := range lbs {
-		switch e.state(n) {
+		switch st := e.state(n); st {
 		case "paused":
+			t.Logf("restore: unpausing %s", n)
 			e.docker("unpause", e.container(n))
 		case "exited", "created":
+			code, _ := e.docker("inspect", "-f", "{{.State.ExitCode}}", e.container(n))
+			t.Logf("restore: starting %s (%s, exit code %s)", n, st, code)
 			e.docker("start", e.container(n))
 		}
 		if err := e.flushRules(n); err != nil {

@@ -134,6 +134,27 @@ func (p *Prober) OKSince(t time.Time) bool {
 	return ok && !s.Start.Before(t)
 }
 
+// Settled reports whether the address answers steadily at now: a probe
+// started within the last quiet succeeded and none started in that span
+// failed. A caller measuring an outage waits for it, so that a success
+// that slipped in before the fault took effect does not end the window
+// early.
+func (p *Prober) Settled(now time.Time, quiet time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ok := false
+	for _, s := range p.samples {
+		if s.Start.Before(now.Add(-quiet)) || s.Start.After(now) {
+			continue
+		}
+		if !s.OK {
+			return false
+		}
+		ok = true
+	}
+	return ok
+}
+
 // Once runs one probe now.
 func (p *Prober) Once(ctx context.Context) (s Sample) {
 	s.Start = time.Now()

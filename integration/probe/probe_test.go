@@ -70,6 +70,37 @@ func TestMeasureCountsErrorKinds(t *testing.T) {
 	}
 }
 
+func TestSettled(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	ok := func(ms int) Sample { return Sample{Start: at(ms), OK: true} }
+	bad := func(ms int) Sample { return Sample{Start: at(ms)} }
+	tests := []struct {
+		name    string
+		samples []Sample
+		now     int
+		want    bool
+	}{
+		{"only successes", []Sample{ok(0), ok(100), ok(200), ok(300)}, 320, true},
+		{"early success then failures", []Sample{ok(0), ok(30), bad(60), bad(300)}, 320, false},
+		{"failure inside the quiet span", []Sample{bad(150), ok(200), ok(300)}, 320, false},
+		{"failure before the quiet span", []Sample{bad(0), ok(200), ok(300)}, 320, true},
+		{"nothing recent", []Sample{ok(0)}, 1000, false},
+		{"no samples", nil, 100, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := New(Config{})
+			for _, s := range tt.samples {
+				p.record(s)
+			}
+			if got := p.Settled(at(tt.now), 200*time.Millisecond); got != tt.want {
+				t.Errorf("Settled = %t, want %t", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestProberHTTPSLearnsBackend(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "api7") }))
 	t.Cleanup(srv.Close)
