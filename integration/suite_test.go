@@ -91,11 +91,19 @@ func (s *suite) startObservers(t *testing.T) {
 	})
 }
 
+// overlapJitter is the longest overlap of two MACs' answer runs, with no
+// request answered by both, that is not counted as two holders: the old
+// holder's last reply and the new holder's first announcement leave two
+// different veths, and the bridge may deliver them to the observer a few
+// microseconds out of order. Two holders answer the same 20 ms request
+// windows, which TwoMACWindows counts at any length.
+const overlapJitter = time.Millisecond
+
 // splitBrain returns a description of the time two MACs answered ARP for
 // the VIP in [from, to], or "" if they never did.
 func (s *suite) splitBrain(t *testing.T, from, to time.Time) string {
 	a := s.arp.Report(from, to)
-	if a.TwoMACWindows == 0 && a.Overlap == 0 {
+	if a.TwoMACWindows == 0 && a.Overlap < overlapJitter {
 		return ""
 	}
 	return fmt.Sprintf("two MACs answered ARP for the VIP: %d request windows (%s), answer runs overlapping %s; answers %s",
