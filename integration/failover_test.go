@@ -228,7 +228,7 @@ func scenarioColdStart(t *testing.T, s *suite) {
 func scenarioKillLeader(t *testing.T, s *suite) {
 	e := s.env
 	for i := 0; i < trials(); i++ {
-		leader := s.waitStable(t, "before the kill", lbs, 60*time.Second)
+		leader := s.waitStable(t, "before the kill", lbs, 30*time.Second)
 		from := time.Now()
 		e.mustDocker(t, "kill", e.container(leader))
 		next := s.waitStable(t, "after killing leader "+leader, others(leader), 30*time.Second)
@@ -236,7 +236,7 @@ func scenarioKillLeader(t *testing.T, s *suite) {
 
 		restarted := time.Now()
 		e.mustDocker(t, "start", e.container(leader))
-		after := s.waitStable(t, "after restarting "+leader, lbs, 60*time.Second)
+		after := s.waitStable(t, "after restarting "+leader, lbs, 30*time.Second)
 		if after != next {
 			t.Errorf("after %s rejoined, leader is %s, want %s to keep it (no preemption)%s", leader, after, next, s.leaderEvents(from))
 		}
@@ -253,7 +253,7 @@ func scenarioKillLeader(t *testing.T, s *suite) {
 func scenarioGracefulStop(t *testing.T, s *suite) {
 	e := s.env
 	for i := 0; i < trials(); i++ {
-		leader := s.waitStable(t, "before the stop", lbs, 60*time.Second)
+		leader := s.waitStable(t, "before the stop", lbs, 30*time.Second)
 		from := time.Now()
 		stopped := make(chan error, 1)
 		go func() { _, err := e.docker("stop", "-t", "20", e.container(leader)); stopped <- err }()
@@ -267,7 +267,7 @@ func scenarioGracefulStop(t *testing.T, s *suite) {
 		}
 		e.mustDocker(t, "start", e.container(leader))
 	}
-	s.waitStable(t, "after the last restart", lbs, 60*time.Second)
+	s.waitStable(t, "after the last restart", lbs, 30*time.Second)
 }
 
 // scenario 4: all upstreams unreachable from the leader only: the VIP moves
@@ -275,7 +275,7 @@ func scenarioGracefulStop(t *testing.T, s *suite) {
 func scenarioUnhealthy(t *testing.T, s *suite) {
 	e := s.env
 	for i := 0; i < trials(); i++ {
-		leader := s.waitStable(t, "before blocking the upstreams", lbs, 60*time.Second)
+		leader := s.waitStable(t, "before blocking the upstreams", lbs, 30*time.Second)
 		from := time.Now()
 		if err := e.blockUpstreams(leader, true); err != nil {
 			t.Fatal(err)
@@ -293,7 +293,7 @@ func scenarioUnhealthy(t *testing.T, s *suite) {
 		if err := e.blockUpstreams(leader, false); err != nil {
 			t.Fatal(err)
 		}
-		if l := s.waitStable(t, "after unblocking "+leader+"'s upstreams", lbs, 60*time.Second); l != next {
+		if l := s.waitStable(t, "after unblocking "+leader+"'s upstreams", lbs, 30*time.Second); l != next {
 			t.Errorf("after %s's upstreams came back, leader is %s, want %s (no flap back)%s", leader, l, next, s.leaderEvents(from))
 		}
 	}
@@ -304,7 +304,7 @@ func scenarioUnhealthy(t *testing.T, s *suite) {
 func scenarioPartition(t *testing.T, s *suite) {
 	e := s.env
 	for i := 0; i < trials(); i++ {
-		leader := s.waitStable(t, "before the partition", lbs, 60*time.Second)
+		leader := s.waitStable(t, "before the partition", lbs, 30*time.Second)
 		from := time.Now()
 		if err := e.cut(leader); err != nil {
 			t.Fatal(err)
@@ -331,7 +331,7 @@ func scenarioPartition(t *testing.T, s *suite) {
 		if err := e.heal(leader); err != nil {
 			t.Fatal(err)
 		}
-		if l := s.waitStable(t, "after healing "+leader+"'s partition", lbs, 60*time.Second); l != next {
+		if l := s.waitStable(t, "after healing "+leader+"'s partition", lbs, 30*time.Second); l != next {
 			t.Errorf("after healing %s, leader is %s, want %s (no flap back)%s", leader, l, next, s.leaderEvents(healed))
 		}
 		t.Logf("healed partition: %s alive again in the leader's view after %s", leader, time.Since(healed).Round(time.Millisecond))
@@ -346,11 +346,11 @@ func scenarioPartition(t *testing.T, s *suite) {
 // scenario 7: docker restart of every node in turn: the VIP always comes back.
 func scenarioRolling(t *testing.T, s *suite) {
 	e := s.env
-	s.waitStable(t, "before the rolling restart", lbs, 60*time.Second)
+	s.waitStable(t, "before the rolling restart", lbs, 30*time.Second)
 	from := time.Now()
 	for _, n := range lbs {
 		e.mustDocker(t, "restart", "-t", "20", e.container(n))
-		s.waitStable(t, "after restarting "+n, lbs, 60*time.Second)
+		s.waitStable(t, "after restarting "+n, lbs, 30*time.Second)
 	}
 	s.measure(t, "07 rolling restart lb1, lb2, lb3", from, gracefulBound, "longest gap over all three restarts")
 }
@@ -359,7 +359,7 @@ func scenarioRolling(t *testing.T, s *suite) {
 // says so in `vipd members`; one back: the VIP is served again.
 func scenarioNoQuorum(t *testing.T, s *suite) {
 	e := s.env
-	leader := s.waitStable(t, "before killing two nodes", lbs, 60*time.Second)
+	leader := s.waitStable(t, "before killing two nodes", lbs, 30*time.Second)
 	followers := others(leader)
 	e.mustDocker(t, "kill", e.container(followers[0]))
 	e.mustDocker(t, "kill", e.container(followers[1]))
@@ -410,17 +410,17 @@ func scenarioNoQuorum(t *testing.T, s *suite) {
 	}
 	back := time.Now()
 	e.mustDocker(t, "start", e.container(followers[0]))
-	s.waitStable(t, "after starting "+followers[0]+" (quorum back)", []string{leader, followers[0]}, 60*time.Second)
+	s.waitStable(t, "after starting "+followers[0]+" (quorum back)", []string{leader, followers[0]}, 30*time.Second)
 	s.measure(t, "08 quorum back (2 of 3) → VIP served", back, quorumBound, "from the start of the 2nd node")
 	e.mustDocker(t, "start", e.container(followers[1]))
-	s.waitStable(t, "after starting "+followers[1], lbs, 60*time.Second)
+	s.waitStable(t, "after starting "+followers[1], lbs, 30*time.Second)
 }
 
 // scenario 9: connections through an unaffected node's proxy survive a
 // failover elsewhere, both ways round.
 func scenarioConnections(t *testing.T, s *suite) {
 	e := s.env
-	leader := s.waitStable(t, "before 9a", lbs, 60*time.Second)
+	leader := s.waitStable(t, "before 9a", lbs, 30*time.Second)
 	follower := others(leader)[0]
 
 	// a) long-lived connections to a follower's own address; the leader is killed.
@@ -437,7 +437,7 @@ func scenarioConnections(t *testing.T, s *suite) {
 	t.Logf("9a: 3 connections through %s answered %d rounds of requests while leader %s was killed and the VIP moved", follower, n+1, leader)
 	s.measure(t, "09a kill leader, conns to a follower", from, crashBound, "3 keep-alive conns via the follower survived")
 	e.mustDocker(t, "start", e.container(leader))
-	leader = s.waitStable(t, "after restarting "+leader, lbs, 60*time.Second)
+	leader = s.waitStable(t, "after restarting "+leader, lbs, 30*time.Second)
 
 	// b) long-lived connections through the VIP (to the leader); a follower is killed.
 	vipConns := dialKeepAlive(t, net.JoinHostPort(e.vip().String(), "6443"), 3)
@@ -455,7 +455,7 @@ func scenarioConnections(t *testing.T, s *suite) {
 	t.Logf("9b: 3 connections through the VIP (%s) answered %d rounds while follower %s was killed", leader, n, victim)
 	s.measure(t, "09b kill follower, conns via the VIP", from, noOutageBound, "3 keep-alive conns via the VIP survived")
 	e.mustDocker(t, "start", e.container(victim))
-	s.waitStable(t, "after restarting "+victim, lbs, 60*time.Second)
+	s.waitStable(t, "after restarting "+victim, lbs, 30*time.Second)
 }
 
 // scenario 10: the leader's container paused (a hung process on a live
@@ -465,14 +465,14 @@ func scenarioConnections(t *testing.T, s *suite) {
 func scenarioPause(t *testing.T, s *suite) {
 	e := s.env
 	for i := 0; i < trials(); i++ {
-		leader := s.waitStable(t, "before the pause", lbs, 60*time.Second)
+		leader := s.waitStable(t, "before the pause", lbs, 30*time.Second)
 		from := time.Now()
 		e.mustDocker(t, "pause", e.container(leader))
 		next := s.waitStable(t, "after pausing leader "+leader, others(leader), 30*time.Second)
 		s.measure(t, "10 leader paused (docker pause)", from, crashBound, "")
 		from = time.Now()
 		e.mustDocker(t, "unpause", e.container(leader))
-		l := s.waitStable(t, "after unpausing "+leader, lbs, 60*time.Second)
+		l := s.waitStable(t, "after unpausing "+leader, lbs, 30*time.Second)
 		time.Sleep(2 * time.Second) // the resumed process must not answer ARP for the VIP, nor flap
 		if l != next {
 			t.Errorf("after unpausing %s, leader is %s, want %s%s", leader, l, next, s.leaderEvents(from))

@@ -330,11 +330,11 @@ func (s *suite) restore(t *testing.T) {
 			t.Logf("restore: flush iptables of %s: %v", n, err)
 		}
 	}
-	err := poll(60*time.Second, func() error { _, err := s.stable(t, lbs); return err })
+	err := poll(30*time.Second, func() error { _, err := s.stable(t, lbs); return err })
 	if err == nil {
 		return
 	}
-	t.Logf("restore: the cluster did not recover within 60 s (%v): recreating lb1, lb2, lb3", err)
+	t.Logf("restore: the cluster did not recover within 30 s (%v): recreating lb1, lb2, lb3", err)
 	s.recreate(t)
 }
 
