@@ -216,7 +216,8 @@ func (a *Agent) buildVIP() error {
 		OnAcquire:      cfg.OnAcquire,
 		OnRelease:      cfg.OnRelease,
 		HookTimeout:    cfg.HookTimeout,
-		VerifyInterval: heartbeat, // raft's own lease check (shorter) is the primary fence; this is the second
+		VerifyInterval: heartbeat / 3, // three confirmations per window, so one slow round does not mute ARP
+		AnswerWindow:   heartbeat,     // no follower may be elected sooner after a confirmation
 		Logger:         a.log.With("component", "vip"),
 		Metrics:        vip.NewMetrics(a.reg),
 	}, vip.NewClusterLeadership(a.cluster, cfg.Node), a.healthSource(), kernel)

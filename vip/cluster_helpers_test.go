@@ -30,7 +30,8 @@ var (
 // the level check and the health re-check run several times per test.
 const (
 	clusterGARPRefresh = 200 * time.Millisecond
-	clusterVerify      = cluster.DefaultHeartbeat
+	clusterVerify      = cluster.DefaultHeartbeat / 3 // as the agent: three proofs per answer window
+	clusterWindow      = cluster.DefaultHeartbeat     // the agent's AnswerWindow
 	metaPublishEvery   = 20 * time.Millisecond
 )
 
@@ -150,6 +151,7 @@ func newVIPCluster(t *testing.T, n int, opts vipClusterOpts) *vipCluster {
 			Announce:       true,
 			GARPRefresh:    clusterGARPRefresh,
 			VerifyInterval: clusterVerify,
+			AnswerWindow:   clusterWindow,
 			BarrierTimeout: time.Second,
 			Logger:         mlog.With("test_node", name),
 		}

@@ -49,8 +49,14 @@ type Config struct {
 	OnAcquire, OnRelease string
 	HookTimeout          time.Duration
 	// VerifyInterval is how often the holder confirms leadership with a quorum (VerifyLeader, bounded
-	// by twice this interval). A failure releases at once. Keep it at or below half the Raft lease.
+	// by twice this interval). A refusal (not the leader any more) releases at once; a slow answer is
+	// retried. Keep it at or below half of AnswerWindow so confirmations arrive before the window closes.
 	VerifyInterval time.Duration
+	// AnswerWindow is how long one proof of leadership (a Barrier or VerifyLeader that started at t) lets
+	// this node answer ARP/NDP and announce: until t + AnswerWindow. Set it to the Raft heartbeat timeout,
+	// the earliest a follower may start an election after hearing from the leader, so a paused and resumed
+	// holder can never answer beside a new one. Zero = 2 × VerifyInterval.
+	AnswerWindow time.Duration
 	// BarrierTimeout bounds the barrier committed before acquiring.
 	BarrierTimeout time.Duration
 	// Logger receives structured logs; nil discards them.
@@ -76,6 +82,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.VerifyInterval == 0 {
 		c.VerifyInterval = DefaultVerifyInterval
+	}
+	if c.AnswerWindow == 0 {
+		c.AnswerWindow = 2 * c.VerifyInterval
 	}
 	if c.BarrierTimeout == 0 {
 		c.BarrierTimeout = DefaultBarrierTimeout

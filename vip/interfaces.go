@@ -23,7 +23,8 @@ type Kernel interface {
 	Announce(ip netip.Addr) error
 	// Answer answers ARP requests and neighbour solicitations for ips until ctx is done, then returns
 	// nil with every goroutine it started ended. It returns early with an error if it cannot listen.
-	Answer(ctx context.Context, ips []netip.Addr) error
+	// It sends a reply only while allow() is true (checked per reply: see fence).
+	Answer(ctx context.Context, ips []netip.Addr, allow func() bool) error
 }
 
 // Cleaner is optionally implemented by a Kernel that can find VIPs left behind by a crashed earlier

@@ -48,10 +48,11 @@ type arpResponder struct {
 	k      *LinuxKernel
 	c      *arp.Client
 	ips    map[netip.Addr]bool
+	allow  func() bool
 	closed atomic.Bool
 }
 
-func (k *LinuxKernel) newARPResponder(ips []netip.Addr) (*arpResponder, error) {
+func (k *LinuxKernel) newARPResponder(ips []netip.Addr, allow func() bool) (*arpResponder, error) {
 	c, err := arp.Dial(k.ifi)
 	if err != nil {
 		return nil, fmt.Errorf("open ARP socket on %s: %w", k.ifi.Name, err)
@@ -60,7 +61,7 @@ func (k *LinuxKernel) newARPResponder(ips []netip.Addr) (*arpResponder, error) {
 	for _, ip := range ips {
 		set[ip] = true
 	}
-	return &arpResponder{k: k, c: c, ips: set}, nil
+	return &arpResponder{k: k, c: c, ips: set, allow: allow}, nil
 }
 
 func (r *arpResponder) close() {
@@ -90,6 +91,9 @@ func (r *arpResponder) serve() error {
 		if p.SenderIP == p.TargetIP {
 			r.k.log.Warn("another host announces our VIP", "vip", p.TargetIP, "mac", p.SenderHardwareAddr)
 			continue
+		}
+		if !r.allow() {
+			continue // no recent proof of leadership (e.g. just resumed from a pause): stay silent
 		}
 		if err := r.c.Reply(p, r.k.mac, p.TargetIP); err != nil {
 			r.k.log.Warn("send ARP reply", "vip", p.TargetIP, "to", p.SenderHardwareAddr, "err", err)

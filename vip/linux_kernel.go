@@ -182,7 +182,7 @@ func (k *LinuxKernel) Announce(ip netip.Addr) error {
 
 // Answer answers ARP requests (IPv4) and neighbour solicitations (IPv6) for ips with the interface
 // MAC until ctx is done; it then closes its sockets and returns after its goroutines have ended.
-func (k *LinuxKernel) Answer(ctx context.Context, ips []netip.Addr) error {
+func (k *LinuxKernel) Answer(ctx context.Context, ips []netip.Addr, allow func() bool) error {
 	var v4, v6 []netip.Addr
 	for _, ip := range ips {
 		if ip.Is4() {
@@ -199,14 +199,14 @@ func (k *LinuxKernel) Answer(ctx context.Context, ips []netip.Addr) error {
 		}
 	}
 	if len(v4) > 0 {
-		r, err := k.newARPResponder(v4)
+		r, err := k.newARPResponder(v4, allow)
 		if err != nil {
 			return err
 		}
 		responders = append(responders, r)
 	}
 	if len(v6) > 0 {
-		r, err := k.newNDPResponder(v6)
+		r, err := k.newNDPResponder(v6, allow)
 		if err != nil {
 			closeAll()
 			return err

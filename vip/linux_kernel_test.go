@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,9 +41,15 @@ func kernelIn(t *testing.T, n *testNS) *vip.LinuxKernel {
 // for Answer to return and checks that it returned nil.
 func answering(t *testing.T, n *testNS, k *vip.LinuxKernel, ips ...netip.Addr) (stop func()) {
 	t.Helper()
+	return answeringGated(t, n, k, func() bool { return true }, ips...)
+}
+
+// answeringGated is answering with the per-reply gate the Manager passes (its leadership fence).
+func answeringGated(t *testing.T, n *testNS, k *vip.LinuxKernel, allow func() bool, ips ...netip.Addr) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var err error
-	done := n.start(t, func() { err = k.Answer(ctx, ips) })
+	done := n.start(t, func() { err = k.Answer(ctx, ips, allow) })
 	stopped := false
 	stop = func() {
 		if stopped {
@@ -208,6 +215,27 @@ func TestLinuxKernelAnswersARPOnlyWhileRunning(t *testing.T) {
 	a.sysctl(t, "net.ipv4.conf.all.arp_ignore=0")
 	if got := resolve(t, l, ip, 2*time.Second); got != k.HardwareAddr().String() {
 		t.Fatalf("control failed: with arp_ignore=0 the kernel should answer, got %q", got)
+	}
+}
+
+// TestLinuxKernelGateSilencesResponder is the paused-and-resumed holder: the responder runs, but while its
+// gate (the Manager's proof of leadership) is closed it sends no reply, and it answers again once open.
+func TestLinuxKernelGateSilencesResponder(t *testing.T) {
+	l := newLAN(t, 1)
+	a := l.nodes[0]
+	k := kernelIn(t, a)
+	if err := k.AddAddr(nsVIP4); err != nil {
+		t.Fatal(err)
+	}
+	ip := nsVIP4.Addr()
+	var open atomic.Bool
+	answeringGated(t, a, k, open.Load, ip)
+	if got := resolve(t, l, ip, 400*time.Millisecond); got != "" {
+		t.Fatalf("ARP for the VIP answered by %s with the gate closed", got)
+	}
+	open.Store(true)
+	if got, want := resolve(t, l, ip, 2*time.Second), k.HardwareAddr().String(); got != want {
+		t.Fatalf("with the gate open, ARP answered by %q, want %s", got, want)
 	}
 }
 

@@ -42,12 +42,13 @@ type ndpResponder struct {
 	k      *LinuxKernel
 	c      *ndp.Conn
 	ips    map[netip.Addr]bool
+	allow  func() bool
 	closed atomic.Bool
 }
 
 // newNDPResponder listens for neighbour solicitations, joining each VIP's solicited-node multicast
 // group (the kernel does not, since the VIP is not on this interface).
-func (k *LinuxKernel) newNDPResponder(ips []netip.Addr) (*ndpResponder, error) {
+func (k *LinuxKernel) newNDPResponder(ips []netip.Addr, allow func() bool) (*ndpResponder, error) {
 	c, _, err := ndp.Listen(k.ifi, ndp.LinkLocal)
 	if err != nil {
 		return nil, fmt.Errorf("open NDP socket on %s: %w", k.ifi.Name, err)
@@ -71,7 +72,7 @@ func (k *LinuxKernel) newNDPResponder(ips []netip.Addr) (*ndpResponder, error) {
 			return nil, fmt.Errorf("join solicited-node group of %s on %s: %w", ip, k.ifi.Name, err)
 		}
 	}
-	return &ndpResponder{k: k, c: c, ips: set}, nil
+	return &ndpResponder{k: k, c: c, ips: set, allow: allow}, nil
 }
 
 func (r *ndpResponder) close() {
@@ -98,6 +99,9 @@ func (r *ndpResponder) serve() error {
 		ns, ok := m.(*ndp.NeighborSolicitation)
 		if !ok || !r.ips[ns.TargetAddress] {
 			continue
+		}
+		if !r.allow() {
+			continue // no recent proof of leadership: stay silent
 		}
 		dst, solicited := src, true
 		if src.IsUnspecified() {

@@ -11,8 +11,9 @@ import (
 
 // verifyResult is the outcome of one background VerifyLeader for acquisition number gen.
 type verifyResult struct {
-	gen uint64
-	err error
+	gen   uint64
+	start time.Time
+	err   error
 }
 
 // loop is the state of Manager.Run. Only the Run goroutine touches it; the goroutines it starts
@@ -40,6 +41,7 @@ type loop struct {
 
 	verifying bool
 	verifyRes chan verifyResult
+	fence     *fence // gates every reply and announcement on a recent proof of leadership
 
 	retry, refresh, burst, verify, preempt Timer
 }
@@ -128,6 +130,7 @@ func (l *loop) onLeadership(v bool) {
 // while the VIP is held, so blocking here cannot extend a holding period.
 func (l *loop) tryLead() {
 	bctx, cancel := context.WithTimeout(l.ctx, l.cfg.BarrierTimeout)
+	barrierStart := l.cfg.Clock.Now()
 	err := l.m.lead.Barrier(bctx)
 	cancel()
 	if l.ctx.Err() != nil {
@@ -150,6 +153,8 @@ func (l *loop) tryLead() {
 		}
 	default:
 	}
+
+	l.fence.confirm(barrierStart)
 
 	if l.cfg.Witness {
 		target, _ := chooseTarget(l.m.lead.Peers(), nil) // "" (any voter) if none is known healthy
@@ -245,6 +250,7 @@ func (l *loop) release(why string) {
 	}
 	l.held = false
 	l.m.held.Store(false)
+	l.fence.revoke() // silences the responder at once, even before it has stopped
 	l.stopAnswer()
 	for _, p := range l.cfg.VIPs {
 		if err := l.m.kernel.DelAddr(p); err != nil {
@@ -270,7 +276,7 @@ func (l *loop) startAnswer() {
 	l.bg.Add(1)
 	go func() {
 		defer l.bg.Done()
-		done <- l.m.kernel.Answer(ctx, ips)
+		done <- l.m.kernel.Answer(ctx, ips, l.fence.allow)
 	}()
 }
 
@@ -296,6 +302,10 @@ func (l *loop) onAnswerEnded(err error) {
 
 func (l *loop) announce() {
 	if !l.cfg.Announce {
+		return
+	}
+	if !l.fence.allow() {
+		l.log.Debug("not announcing: no recent proof of leadership (verification pending)")
 		return
 	}
 	for _, ip := range l.ips() {
@@ -434,12 +444,13 @@ func (l *loop) startVerify() {
 	}
 	l.verifying = true
 	gen, timeout := l.gen, 2*l.cfg.VerifyInterval
+	start := l.cfg.Clock.Now()
 	l.bg.Add(1)
 	go func() {
 		defer l.bg.Done()
 		ctx, cancel := context.WithTimeout(l.ctx, timeout)
 		defer cancel()
-		l.verifyRes <- verifyResult{gen: gen, err: l.m.lead.VerifyLeader(ctx)}
+		l.verifyRes <- verifyResult{gen: gen, start: start, err: l.m.lead.VerifyLeader(ctx)}
 	}()
 }
 
@@ -456,11 +467,20 @@ func (l *loop) onVerify(r verifyResult) {
 		if errors.Is(r.err, context.Canceled) && l.ctx.Err() != nil {
 			return
 		}
+		if errors.Is(r.err, context.DeadlineExceeded) {
+			// Slow, not refuted: a loaded machine. The fence already keeps us silent once the last proof
+			// is older than the window, and Raft's lease steps a cut-off leader down; releasing here
+			// would turn every scheduling hiccup into an outage.
+			l.log.Debug("leader verification slow; retrying", "err", r.err)
+			l.startVerify()
+			return
+		}
 		l.log.Warn("leader verification failed: releasing the VIP", "err", r.err)
 		l.release("verify leader failed")
 		l.after(&l.retry, l.cfg.VerifyInterval) // still leader? a fresh barrier decides
 		return
 	}
+	l.fence.confirm(r.start)
 	l.after(&l.verify, l.cfg.VerifyInterval)
 }
 

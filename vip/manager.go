@@ -84,7 +84,7 @@ func (m *Manager) Run(ctx context.Context) error {
 
 	lctx, cancel := context.WithCancel(ctx)
 	l := &loop{m: m, cfg: &m.cfg, log: m.log, hooks: hooks, leaderCh: leaderCh, ctx: lctx,
-		verifyRes: make(chan verifyResult, 1)}
+		verifyRes: make(chan verifyResult, 1), fence: newFence(m.cfg.Clock, m.cfg.AnswerWindow)}
 	defer func() {
 		l.release("shutdown") // first: nothing may run while we still answer for the VIP
 		cancel()

@@ -24,6 +24,7 @@ type FakeKernel struct {
 	answering int
 	addErr    error
 	answerErr error
+	allow     func() bool
 	log       *EventLog
 }
 
@@ -101,14 +102,16 @@ func (k *FakeKernel) Announce(ip netip.Addr) error {
 	return nil
 }
 
-// Answer "answers" for ips until ctx is done.
-func (k *FakeKernel) Answer(ctx context.Context, ips []netip.Addr) error {
+// Answer "answers" for ips until ctx is done. The fake network has no requests to gate, so allow is only
+// recorded: AllowsNow reports what it says at the moment of the call.
+func (k *FakeKernel) Answer(ctx context.Context, ips []netip.Addr, allow func() bool) error {
 	k.mu.Lock()
 	if err := k.answerErr; err != nil {
 		k.mu.Unlock()
 		return fmt.Errorf("listen for ARP: %w", err)
 	}
 	k.answering++
+	k.allow = allow
 	if k.net != nil {
 		k.net.answer(k.name, ips, 1)
 	}
@@ -119,12 +122,21 @@ func (k *FakeKernel) Answer(ctx context.Context, ips []netip.Addr) error {
 
 	k.mu.Lock()
 	k.answering--
+	k.allow = nil
 	if k.net != nil {
 		k.net.answer(k.name, ips, -1)
 	}
 	k.log.Add("kernel:answer-stop")
 	k.mu.Unlock()
 	return nil
+}
+
+// AllowsNow reports whether the running Answer's gate would let a reply out now (false when not answering).
+func (k *FakeKernel) AllowsNow() bool {
+	k.mu.Lock()
+	allow := k.allow
+	k.mu.Unlock()
+	return allow != nil && allow()
 }
 
 // Has reports whether ip is configured.

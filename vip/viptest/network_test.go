@@ -65,7 +65,7 @@ func TestFakeNetworkFailsOnTwoResponders(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = k.Answer(ctx, []netip.Addr{vip.Addr()})
+			_ = k.Answer(ctx, []netip.Addr{vip.Addr()}, func() bool { return true })
 		}()
 		for !k.Answering() {
 			runtime.Gosched() // until the goroutine has registered
