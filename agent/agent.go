@@ -425,17 +425,20 @@ func (a *Agent) publishMeta(ctx context.Context) {
 	}
 	ticker := time.NewTicker(250 * time.Millisecond)
 	defer ticker.Stop()
+	// Republish unchanged metadata now and then: memberlist drops an update whose broadcast times out, and
+	// peers would then show a stale VIP holder until the next change.
+	const republish = 2 * time.Second
 	var last cluster.Meta
-	first := true
+	var lastAt time.Time
 	for {
 		m := a.localMeta()
-		if first || m != last {
+		if lastAt.IsZero() || m != last || time.Since(lastAt) >= republish {
 			a.cluster.UpdateMeta(func(dst *cluster.Meta) {
 				dst.Healthy, dst.ListenerUp = m.Healthy, m.ListenerUp
 				dst.HealthyBackends, dst.TotalBackends = m.HealthyBackends, m.TotalBackends
 				dst.Witness, dst.Priority, dst.VIPHeld = m.Witness, m.Priority, m.VIPHeld
 			})
-			last, first = m, false
+			last, lastAt = m, time.Now()
 		}
 		select {
 		case <-ctx.Done():

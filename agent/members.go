@@ -16,7 +16,7 @@ func (a *Agent) members() MembersResponse {
 			Healthy: m.Meta.Healthy, ListenerUp: m.Meta.ListenerUp,
 			HealthyBackends: m.Meta.HealthyBackends, TotalBackends: m.Meta.TotalBackends,
 			Witness: m.Meta.Witness, Priority: m.Meta.Priority, Version: m.Meta.Version,
-			VIPHeld: m.Meta.VIPHeld && (m.Status == "alive" || m.Status == "suspect"),
+			VIPHeld: m.Meta.VIPHeld && m.Status == "alive", // a suspect node's last word may be stale
 		}
 		if m.Leader {
 			resp.Leader = m.Name
