@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // conn is one proxied connection: the client socket, the backend socket and a pump per direction, each on
@@ -16,13 +18,13 @@ type conn struct {
 	backend  socket
 	up, down pump
 
-	running atomic.Int32 // pumps still running; the one that brings it to 0 releases the conn
+	running atomic.Int32 // pumps still running (plus a pump inside park); whoever brings it to 0 releases the conn
 	// downState is the downstream direction's owner: a goroutine (downRunning), the server's idle set with
 	// no goroutine (downParked), or nobody (downDone). Moves out of downParked are CASes, so exactly one of
 	// the watcher (wake) and a closer (claim) takes a parked direction over.
 	downState atomic.Int32
-	downInSet atomic.Bool // the backend socket is registered in the idle set (re-arm with MOD)
-	slot      int32       // index in the idle set, valid while tracked
+	downInSet bool  // the backend socket is registered in the idle set (re-arm with MOD); the down pump's
+	slot      int32 // index in the idle set, valid while tracked
 	gen       uint32
 
 	closed  atomic.Bool // both sockets closed (once)
@@ -51,7 +53,7 @@ func (c *conn) reset(s *server, be *backend, client, backend socket) error {
 	c.s, c.be, c.client, c.backend = s, be, client, backend
 	c.running.Store(2)
 	c.downState.Store(downRunning)
-	c.downInSet.Store(false)
+	c.downInSet = false
 	c.closed.Store(false)
 	c.touched.Store(false)
 	c.lastSeen, c.prev, c.next = 0, nil, nil
@@ -98,18 +100,40 @@ func (c *conn) pumpDown() {
 
 // park hands the idle downstream direction to the idle set. It reports false when the backend socket was
 // closed meanwhile and this goroutine still owns the direction (it must then finish it).
+//
+// Publishing downParked gives the direction away: from that store on, a closer (idle sweep, drain, the
+// upstream pump failing) may claim and finish it, and without more the conn could be released, recycled by
+// the pool and handed to a new connection before the arm below even ran (a nil srcRC, or a CAS that steals
+// the new connection's parked direction). So park holds a reference of its own (running, and connWG so
+// Serve waits for it) from before the store until it no longer reads c; whoever drops the last reference
+// releases the conn. The arm's parameters are copied out first, because a woken pump may park (and
+// prepare its own arm) concurrently.
 func (c *conn) park() bool {
+	s := c.s
+	c.running.Add(1)
+	s.connWG.Add(1)
+	defer func() {
+		c.unref()
+		s.connWG.Done()
+	}()
+	arm := s.idle.armer(c)
 	c.downState.Store(downParked)
-	// Once armed, the watcher may run the direction on another goroutine at any moment: from then on this
-	// one must not touch c, so the outcome comes back in a local (one small allocation per park).
-	is := c.s.idle
+	if h := s.p.hooks.parked; h != nil {
+		h(c)
+	}
 	var armErr error
-	err := c.down.srcRC.Control(func(fd uintptr) { armErr = is.arm(int(fd), c) })
+	err := c.down.srcRC.Control(func(fd uintptr) { armErr = arm.arm(int(fd)) })
 	if err == nil && armErr == nil {
 		return true
 	}
 	// Not armed, so no event will come: take the direction back, unless a closer claimed it already.
-	return !c.downState.CompareAndSwap(downParked, downRunning)
+	if !c.downState.CompareAndSwap(downParked, downRunning) {
+		return true
+	}
+	if arm.op == unix.EPOLL_CTL_ADD {
+		c.downInSet = false // the ADD failed: the socket is not in the set
+	}
+	return false
 }
 
 // wakeDown is the idle set's callback: the backend became readable, run the downstream direction again.
@@ -137,6 +161,11 @@ func (c *conn) endPump(d *pump, err error) {
 		// reading its reply. When this is the last direction, release's close sends the FIN anyway.
 		_ = d.dstRC.Control(d.shutdownFn)
 	}
+	c.unref()
+}
+
+// unref drops one reference (a direction, or a parking pump); the last one releases the conn.
+func (c *conn) unref() {
 	if c.running.Add(-1) == 0 {
 		c.s.release(c)
 	}

@@ -184,6 +184,12 @@ func startProxy(t testing.TB, cfg Config, b Backends) *testProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveProxy(t, p)
+}
+
+// serveProxy runs p on a Listen listener on loopback until the test ends.
+func serveProxy(t testing.TB, p *Proxy) *testProxy {
+	t.Helper()
 	ln, err := p.Listen(context.Background(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -71,25 +71,40 @@ func (is *idleSet) remove(c *conn) {
 	is.free = append(is.free, c.slot)
 }
 
-// arm registers (first time) or re-arms fd, the backend socket of c, for one readiness event. It must run
-// inside a RawConn.Control of that socket, so the fd cannot be closed and reused meanwhile.
-func (is *idleSet) arm(fd int, c *conn) error {
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: c.slot, Pad: int32(c.gen)}
-	op := unix.EPOLL_CTL_MOD
-	if !c.downInSet.Swap(true) { // before the call: once armed, c belongs to whoever the event wakes
-		op = unix.EPOLL_CTL_ADD
+// armer is what arming a connection's backend socket needs, copied out of the conn while its downstream
+// pump still owns it: once the direction is published as parked the conn may be released and reused.
+type armer struct {
+	epfd int
+	op   int // EPOLL_CTL_ADD the first time, then EPOLL_CTL_MOD
+	ev   unix.EpollEvent
+}
+
+// armer prepares the arm of c's backend socket and records that it will be in the set. It must run on the
+// downstream pump's goroutine before the direction is published as parked.
+func (is *idleSet) armer(c *conn) armer {
+	a := armer{epfd: is.epfd, op: unix.EPOLL_CTL_MOD,
+		ev: unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: c.slot, Pad: int32(c.gen)}}
+	if !c.downInSet {
+		a.op = unix.EPOLL_CTL_ADD
+		c.downInSet = true
 	}
-	if err := unix.EpollCtl(is.epfd, op, fd, &ev); err != nil { // a raw syscall in x/sys
-		c.downInSet.Store(op == unix.EPOLL_CTL_MOD) // not armed: no event will come
+	return a
+}
+
+// arm registers (first time) or re-arms fd for one readiness event. It must run inside a RawConn.Control
+// of that socket, so the fd cannot be closed and reused meanwhile.
+func (a *armer) arm(fd int) error {
+	if err := unix.EpollCtl(a.epfd, a.op, fd, &a.ev); err != nil { // a raw syscall in x/sys
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
 	return nil
 }
 
-// run hands every ready connection to wake until the set is closed.
+// run hands every ready connection to wake until the set is closed. wake runs under is.mu, right after
+// the generation check: remove and add take is.mu too, so an event can never reach a conn that was
+// released (and maybe reused by another connection) after the check. wake must be short and not block.
 func (is *idleSet) run(wake func(*conn)) {
 	var events [128]unix.EpollEvent
-	ready := make([]*conn, 0, len(events))
 	poll := func(fd uintptr) bool {
 		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
 		n := int(r)
@@ -100,7 +115,7 @@ func (is *idleSet) run(wake func(*conn)) {
 		for _, ev := range events[:n] {
 			if int(ev.Fd) < len(is.slots) {
 				if c := is.slots[ev.Fd]; c != nil && int32(c.gen) == ev.Pad {
-					ready = append(ready, c)
+					wake(c)
 				}
 			}
 		}
@@ -111,11 +126,6 @@ func (is *idleSet) run(wake func(*conn)) {
 		if err := is.rc.Read(poll); err != nil {
 			return // closed
 		}
-		for i, c := range ready {
-			wake(c)
-			ready[i] = nil
-		}
-		ready = ready[:0]
 	}
 }
 

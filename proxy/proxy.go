@@ -56,6 +56,15 @@ type Proxy struct {
 	refusedNoBackend atomic.Uint64
 	refusedMaxConns  atomic.Uint64
 	serving          atomic.Int32
+
+	hooks testHooks // nil funcs outside tests
+}
+
+// testHooks let tests reach into a race window. Set before Serve.
+type testHooks struct {
+	// parked runs in a downstream pump after it published the direction as parked and before it armed the
+	// backend socket: the window in which a closer may claim the direction and release the conn.
+	parked func(c *conn)
 }
 
 // New validates cfg and returns a Proxy balancing over b. It starts nothing.
