@@ -60,11 +60,13 @@ type Proxy struct {
 	hooks testHooks // nil funcs outside tests
 }
 
-// testHooks let tests reach into a race window. Set before Serve.
+// testHooks let tests reach into a race window or see the sockets of a proxied connection. Set before Serve.
 type testHooks struct {
 	// parked runs in a downstream pump after it published the direction as parked and before it armed the
 	// backend socket: the window in which a closer may claim the direction and release the conn.
 	parked func(c *conn)
+	// connected runs once a proxied connection's client and backend sockets are tuned, before the pumps start.
+	connected func(client, backend socket)
 }
 
 // New validates cfg and returns a Proxy balancing over b. It starts nothing.

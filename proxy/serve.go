@@ -224,6 +224,9 @@ func (s *server) handle(client socket) {
 	if s.setKeepAlive || s.setNoDelay {
 		p.tuneAccepted(client, s.setKeepAlive, s.setNoDelay)
 	}
+	if h := p.hooks.connected; h != nil {
+		h(client, bc)
+	}
 
 	c := p.conns.Get().(*conn)
 	if err := c.reset(s, be, client, bc); err != nil || !s.track(c) {
