@@ -45,6 +45,8 @@ func TestKillLeader(t *testing.T) {
 		if i != old {
 			rest = append(rest, i)
 		}
+		// A node that bootstrapped late learns the configuration from the leader: wait until all know it.
+		waitFor(t, 10*time.Second, "3 voters on every node", func() bool { return tc.nodes[i].c.Status().Voters == 3 })
 	}
 	tc.kill(old)
 	nl := tc.waitLeader(3*time.Second, rest...)
