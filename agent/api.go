@@ -2,7 +2,6 @@ package agent
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vipd/vipd/health"
+	"github.com/vipd/vipd/proxy"
 	"github.com/vipd/vipd/vip"
 )
 
@@ -48,15 +48,9 @@ func (a *Agent) handleBackends(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, resp)
 		return
 	}
-	active := map[string]struct {
-		active int64
-		total  uint64
-	}{}
+	stats := map[string]proxy.BackendStats{}
 	for _, s := range a.proxy.Stats() {
-		active[s.Addr] = struct {
-			active int64
-			total  uint64
-		}{int64(s.Active), uint64(s.Total)}
+		stats[s.Addr] = s
 	}
 	for _, b := range a.monitor.Backends() {
 		resp.Backends = append(resp.Backends, BackendInfo{
@@ -65,8 +59,8 @@ func (a *Agent) handleBackends(w http.ResponseWriter, _ *http.Request) {
 			LastCheck:  b.LastCheck,
 			LastError:  b.LastError,
 			LatencyMS:  float64(b.Latency) / float64(time.Millisecond),
-			Active:     active[b.Addr].active,
-			Total:      active[b.Addr].total,
+			Active:     stats[b.Addr].Active,
+			Total:      stats[b.Addr].Total,
 			StateSince: b.Since,
 		})
 	}
@@ -164,9 +158,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
-		return // the client went away; nothing to tell it
-	}
+	_ = enc.Encode(v) // an error means the client went away; there is nobody left to tell
 }
 
 // nodeStatus is this node's health; a witness has none and reports why.
