@@ -374,14 +374,19 @@ func TestNewMonitorValidation(t *testing.T) {
 		backends []string
 		want     string
 	}{
-		{"zero interval", func(c *Config) { c.Interval = 0 }, nil, "-check-interval must be greater than 0, got 0s"},
-		{"negative timeout", func(c *Config) { c.Timeout = -time.Second }, nil, "-check-timeout must be greater than 0, got -1s"},
-		{"rise 0", func(c *Config) { c.Rise = 0 }, nil, "-rise must be at least 1, got 0"},
-		{"fall -2", func(c *Config) { c.Fall = -2 }, nil, "-fall must be at least 1, got -2"},
-		{"no checker", func(c *Config) { c.Checker = nil }, nil, "-check: no health checker configured"},
-		{"no backends", func(*Config) {}, []string{}, "-backend: at least one backend is required"},
-		{"empty backend", func(*Config) {}, []string{"a:1", ""}, "-backend: empty backend address"},
-		{"duplicate", func(*Config) {}, []string{"a:1", "b:1", "a:1"}, "-backend a:1 is given more than once; list each backend once"},
+		{"zero interval", func(c *Config) { c.Interval = 0 }, nil, "Interval: must be greater than 0, got 0s: e.g. 2s"},
+		{"negative timeout", func(c *Config) { c.Timeout = -time.Second }, nil, "Timeout: must be greater than 0, got -1s: e.g. 1s"},
+		{"rise 0", func(c *Config) { c.Rise = 0 }, nil, "Rise: must be at least 1, got 0"},
+		{"fall -2", func(c *Config) { c.Fall = -2 }, nil, "Fall: must be at least 1, got -2"},
+		{"no checker", func(c *Config) { c.Checker = nil }, nil, "Checker: no health checker configured"},
+		{"no backends", func(*Config) {}, []string{}, "Backends: at least one backend is required: give host:port (repeatable, or comma-separated)"},
+		{"empty backend", func(*Config) {}, []string{"a:1", ""}, "Backends: empty address: want host:port, e.g. 10.0.0.21:6443"},
+		{"no port", func(*Config) {}, []string{"a"}, `Backends: "a" is not host:port: use e.g. 10.0.0.21:6443`},
+		{"no host", func(*Config) {}, []string{":6443"}, `Backends: ":6443" has no host: use e.g. 10.0.0.21:6443`},
+		{"port 0", func(*Config) {}, []string{"a:0"}, `Backends: port "0" in "a:0" is out of range 1-65535`},
+		{"duplicate", func(*Config) {}, []string{"a:1", "b:1", "a:1"}, "Backends: a:1 is listed twice: list each backend once"},
+		{"min-healthy above backends", func(c *Config) { c.MinHealthy = 3 }, []string{"a:1", "b:1"}, "MinHealthy: must be between 0 and the number of backends (2), got 3"},
+		{"min-healthy negative", func(c *Config) { c.MinHealthy = -1 }, nil, "MinHealthy: must be between 0 and the number of backends (1), got -1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

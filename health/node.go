@@ -39,13 +39,12 @@ type Node struct {
 	nextSub    uint64
 }
 
-// NewNode returns the health of a node proxying to m's backends. The
-// listener starts down (call SetListenerUp once it listens). minHealthy below
-// 1 is treated as 1: a node with no healthy backend is never healthy. A
-// minHealthy above the number of backends makes the node never healthy (the
-// CLI should reject it).
-func NewNode(m *Monitor, minHealthy int) *Node {
-	n := &Node{m: m, minHealthy: max(minHealthy, 1), subs: make(map[uint64]chan struct{})}
+// NewNode returns the health of a node proxying to m's backends, healthy with
+// at least m's Config.MinHealthy healthy backends (validated by NewMonitor; 0
+// is taken as 1: a node with no healthy backend is never healthy). The
+// listener starts down (call SetListenerUp once it listens).
+func NewNode(m *Monitor) *Node {
+	n := &Node{m: m, minHealthy: max(m.cfg.MinHealthy, 1), subs: make(map[uint64]chan struct{})}
 	n.last = n.computeLocked()
 	m.onChange(n.recompute)
 	return n

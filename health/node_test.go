@@ -6,8 +6,8 @@ import (
 )
 
 func TestNode(t *testing.T) {
-	h := startMonitor(t, Config{Rise: 1, Fall: 1}, "a:1", "b:1", "c:1")
-	n := NewNode(h.m, 2)
+	h := startMonitor(t, Config{Rise: 1, Fall: 1, MinHealthy: 2}, "a:1", "b:1", "c:1")
+	n := NewNode(h.m)
 	ch, cancel := n.Subscribe()
 	defer cancel()
 
@@ -63,7 +63,7 @@ func TestNode(t *testing.T) {
 
 func TestNodeMinHealthyBelowOne(t *testing.T) {
 	h := startMonitor(t, Config{Rise: 1, Fall: 1}, "a:1")
-	n := NewNode(h.m, 0)
+	n := NewNode(h.m) // MinHealthy 0
 	n.SetListenerUp(true)
 	if s := n.Status(); s.Healthy || s.Reason != "0 of 1 backends healthy, need 1" {
 		t.Fatalf("node with no healthy backend: %+v", s)
@@ -77,8 +77,8 @@ func TestNodeMinHealthyBelowOne(t *testing.T) {
 // TestNodeConcurrentChanges checks that racing backend changes leave the
 // last signalled status equal to the final one (run with -race).
 func TestNodeConcurrentChanges(t *testing.T) {
-	h := startMonitor(t, Config{Rise: 1, Fall: 1}, "a:1", "b:1", "c:1", "d:1")
-	n := NewNode(h.m, 1)
+	h := startMonitor(t, Config{Rise: 1, Fall: 1, MinHealthy: 1}, "a:1", "b:1", "c:1", "d:1")
+	n := NewNode(h.m)
 	n.SetListenerUp(true)
 	h.first()
 	ch, cancel := n.Subscribe()

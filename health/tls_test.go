@@ -25,16 +25,16 @@ func TestLoadTLSConfigErrors(t *testing.T) {
 		wantMsg, wantPrefix string
 		wantIs              error
 	}{
-		{name: "missing CA", ca: missing, wantMsg: "-check-ca-file " + missing + ": no such file", wantIs: fs.ErrNotExist},
-		{name: "CA without PEM", ca: garbage, wantMsg: "-check-ca-file " + garbage + " holds no PEM certificate", wantIs: ErrNoCertificate},
-		{name: "CA is a key", ca: key, wantMsg: "-check-ca-file " + key + " holds no PEM certificate", wantIs: ErrNoCertificate},
-		{name: "cert without key", cert: cert, wantMsg: "-check-cert-file and -check-key-file must be set together", wantIs: ErrCertKeyPair},
-		{name: "key without cert", key: key, wantMsg: "-check-cert-file and -check-key-file must be set together", wantIs: ErrCertKeyPair},
-		{name: "missing cert", cert: missing, key: key, wantMsg: "-check-cert-file " + missing + ": no such file", wantIs: fs.ErrNotExist},
-		{name: "missing key", cert: cert, key: missing, wantMsg: "-check-key-file " + missing + ": no such file", wantIs: fs.ErrNotExist},
-		{name: "key does not match cert", cert: cert, key: otherKey, wantPrefix: "-check-cert-file " + cert + " / -check-key-file " + otherKey + ": "},
-		{name: "cert is garbage", cert: garbage, key: key, wantPrefix: "-check-cert-file " + garbage + " / -check-key-file " + key + ": "},
-		{name: "CA is a directory", ca: dir, wantPrefix: "-check-ca-file: read " + dir + ": "},
+		{name: "missing CA", ca: missing, wantMsg: "CAFile: " + missing + ": no such file", wantIs: fs.ErrNotExist},
+		{name: "CA without PEM", ca: garbage, wantMsg: "CAFile: " + garbage + " holds no PEM certificate: give a PEM CA bundle", wantIs: ErrNoCertificate},
+		{name: "CA is a key", ca: key, wantMsg: "CAFile: " + key + " holds no PEM certificate: give a PEM CA bundle", wantIs: ErrNoCertificate},
+		{name: "cert without key", cert: cert, wantMsg: "KeyFile: CertFile and KeyFile must be set together", wantIs: ErrCertKeyPair},
+		{name: "key without cert", key: key, wantMsg: "CertFile: CertFile and KeyFile must be set together", wantIs: ErrCertKeyPair},
+		{name: "missing cert", cert: missing, key: key, wantMsg: "CertFile: " + missing + ": no such file", wantIs: fs.ErrNotExist},
+		{name: "missing key", cert: cert, key: missing, wantMsg: "KeyFile: " + missing + ": no such file", wantIs: fs.ErrNotExist},
+		{name: "key does not match cert", cert: cert, key: otherKey, wantPrefix: "CertFile: " + cert + " with key " + otherKey + ": "},
+		{name: "cert is garbage", cert: garbage, key: key, wantPrefix: "CertFile: " + garbage + " with key " + key + ": "},
+		{name: "CA is a directory", ca: dir, wantPrefix: "CAFile: read " + dir + ": "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,6 +50,9 @@ func TestLoadTLSConfigErrors(t *testing.T) {
 			}
 			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
 				t.Errorf("error %v is not %v", err, tt.wantIs)
+			}
+			if !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("error %v does not wrap ErrInvalidConfig", err)
 			}
 		})
 	}

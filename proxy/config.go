@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/vipd/vipd/internal/fielderr"
 )
 
 // Defaults applied to zero Config fields. They are exported so the CLI can print them in its help.
@@ -49,8 +51,9 @@ func (b Balance) String() string {
 	}
 }
 
-// ParseBalance parses the flag spelling of a Balance ("round-robin" or "least-conn"), so the CLI and the
-// config file share one vocabulary.
+// ParseBalance parses the spelling of a Balance: "round-robin" or "least-conn", and HAProxy's "roundrobin"
+// and "leastconn", so the CLI, the config file and HAProxy users share one vocabulary. Its error names the
+// Balance field.
 func ParseBalance(s string) (Balance, error) {
 	switch s {
 	case "round-robin", "roundrobin", "rr":
@@ -58,8 +61,12 @@ func ParseBalance(s string) (Balance, error) {
 	case "least-conn", "leastconn":
 		return LeastConn, nil
 	default:
-		return 0, fmt.Errorf("%w: balance %q: use round-robin or least-conn", ErrInvalidConfig, s)
+		return 0, invalid("Balance", "%q is not round-robin or least-conn", s)
 	}
+}
+
+func invalid(field, format string, args ...any) error {
+	return fielderr.New(ErrInvalidConfig, field, format, args...)
 }
 
 // Config tunes a Proxy. Zero values mean the documented defaults, so Config{} is a working proxy.
@@ -96,15 +103,15 @@ type Config struct {
 func (c Config) validate() error {
 	switch {
 	case c.Balance != RoundRobin && c.Balance != LeastConn:
-		return fmt.Errorf("%w: Balance %d: use RoundRobin or LeastConn", ErrInvalidConfig, int(c.Balance))
+		return invalid("Balance", "%d is not RoundRobin or LeastConn", int(c.Balance))
 	case c.DialTimeout < 0:
-		return fmt.Errorf("%w: DialTimeout %v is negative: use 0 for the default %v", ErrInvalidConfig, c.DialTimeout, DefaultDialTimeout)
+		return invalid("DialTimeout", "%v is negative: use 0 for the default %v", c.DialTimeout, DefaultDialTimeout)
 	case c.IdleTimeout < 0:
-		return fmt.Errorf("%w: IdleTimeout %v is negative: use 0 for no idle timeout", ErrInvalidConfig, c.IdleTimeout)
+		return invalid("IdleTimeout", "%v is negative: use 0 for no idle timeout", c.IdleTimeout)
 	case c.DrainTimeout < 0:
-		return fmt.Errorf("%w: DrainTimeout %v is negative: use 0 for the default %v", ErrInvalidConfig, c.DrainTimeout, DefaultDrainTimeout)
+		return invalid("DrainTimeout", "%v is negative: use 0 for the default %v", c.DrainTimeout, DefaultDrainTimeout)
 	case c.MaxConns < 0:
-		return fmt.Errorf("%w: MaxConns %d is negative: use 0 for unlimited", ErrInvalidConfig, c.MaxConns)
+		return invalid("MaxConns", "%d is negative: use 0 for unlimited", c.MaxConns)
 	}
 	return nil
 }
