@@ -11,16 +11,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/vipd/vipd/cluster"
-	"github.com/vipd/vipd/health"
 	"github.com/vipd/vipd/internal/sched"
-	"github.com/vipd/vipd/proxy"
 	"github.com/vipd/vipd/vip"
 )
 
@@ -42,14 +40,16 @@ type Agent struct {
 	opts Options
 	reg  *prometheus.Registry
 
-	monitor *health.Monitor // nil for a witness
-	node    *health.Node    // nil for a witness
-	proxy   *proxy.Proxy    // nil for a witness
+	fe      *frontend // nil for a witness
 	cluster *cluster.Cluster
 	vip     *vip.Manager
 	vips    []netip.Prefix
-	// closeKernel releases the raw sockets of the real VIP kernel side, if any.
+	// closeKernel closes the netlink handle of the real VIP kernel side, if any.
 	closeKernel func() error
+	// adminToken (from -http-token-file) authorises admin API writes; adminLoopback says the API only listens
+	// on loopback, where writes need no token.
+	adminToken    string
+	adminLoopback bool
 
 	// leaveReq carries POST /v1/leave to Run; the reply channel reports the leave's outcome.
 	leaveReq chan chan error
@@ -58,10 +58,11 @@ type Agent struct {
 	proxyAddr, adminAddr net.Addr
 }
 
-// New validates cfg, checks everything that can be checked before listening (certificate files, the VIP
-// interface, capabilities) and builds the components. It starts nothing: a failure here leaves nothing behind.
+// New validates cfg and builds the components, each of which validates its own settings and checks what can
+// be checked before listening (certificate files, the VIP interface, capabilities). It starts nothing: a
+// failure here leaves nothing behind, and the error (errors.Is ErrInvalid for bad input) names the flag.
 func New(cfg Config, opts Options) (*Agent, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	log := opts.Logger
@@ -77,11 +78,21 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		ready:    make(chan struct{}),
 	}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	if !cfg.Witness {
-		if err := a.buildProxy(); err != nil {
+	a.adminLoopback = isLoopbackListen(cfg.HTTPAddr)
+	if cfg.HTTPTokenFile != "" {
+		tok, err := readTokenFile(cfg.HTTPTokenFile)
+		if err != nil {
 			return nil, err
 		}
+		a.adminToken = tok
+	}
+
+	if !cfg.Witness {
+		fe, err := a.buildFrontend()
+		if err != nil {
+			return nil, err
+		}
+		a.fe = fe
 	}
 	if cfg.ClusterEnabled() {
 		if err := a.buildCluster(); err != nil {
@@ -96,265 +107,146 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	return a, nil
 }
 
-func (a *Agent) buildProxy() error {
-	cfg := a.cfg
-	checker := health.NewTCPChecker()
-	if cfg.Check != "tcp" {
-		opts := health.HTTPOptions{Scheme: cfg.Check, Path: cfg.CheckPath}
-		if cfg.Check == "https" {
-			tlsCfg, err := health.LoadTLSConfig(cfg.CheckCAFile, cfg.CheckCertFile, cfg.CheckKeyFile, cfg.CheckInsecure)
-			if err != nil {
-				return fmt.Errorf("%w: %w", ErrInvalid, err)
-			}
-			opts.TLS = tlsCfg
-		}
-		checker = health.NewHTTPChecker(opts)
-	}
-	mon, err := health.NewMonitor(health.Config{
-		Interval: cfg.CheckInterval,
-		Timeout:  cfg.CheckTimeout,
-		Rise:     cfg.Rise,
-		Fall:     cfg.Fall,
-		Checker:  checker,
-		Logger:   a.log.With("component", "health"),
-		Metrics:  health.NewMetrics(a.reg),
-	}, cfg.Backends)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	balance := proxy.RoundRobin
-	if cfg.Balance == "least-conn" {
-		balance = proxy.LeastConn
-	}
-	p, err := proxy.New(proxy.Config{
-		Balance:      balance,
-		DialTimeout:  cfg.DialTimeout,
-		IdleTimeout:  cfg.IdleTimeout,
-		KeepAlive:    cfg.KeepAlive,
-		DrainTimeout: cfg.DrainTimeout,
-		MaxConns:     cfg.MaxConns,
-		Retries:      cfg.Retries,
-		Logger:       a.log.With("component", "proxy"),
-		Metrics:      proxy.NewMetrics(a.reg),
-	}, mon)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	a.monitor, a.node, a.proxy = mon, health.NewNode(mon, cfg.MinHealthy), p
-	return nil
-}
+// running is what start brought up and shutdown takes down, in the opposite order.
+type running struct {
+	g     *errgroup.Group
+	fatal context.Context // done when a component failed; context.Cause says which
 
-func (a *Agent) buildCluster() error {
-	cfg := a.cfg
-	var key []byte
-	if cfg.Encrypt != "" {
-		k, err := DecodeKey(cfg.Encrypt)
-		if err != nil {
-			return err
-		}
-		key = k
-	}
-	bind := cfg.Bind
-	if bind == "" && cfg.Dev {
-		bind = "127.0.0.1" // a dev cluster of one talks to nobody
-	}
-	c, err := cluster.New(cluster.Config{
-		NodeName:         cfg.Node,
-		BindAddr:         bind,
-		AdvertiseAddr:    cfg.Advertise,
-		GossipPort:       cfg.GossipPort,
-		RaftPort:         cfg.RaftPort,
-		DataDir:          cfg.DataDir, // empty with -dev: throwaway state
-		BootstrapExpect:  cfg.BootstrapExpect,
-		Join:             cfg.Join,
-		EncryptKey:       key,
-		Dev:              cfg.Dev,
-		HeartbeatTimeout: cfg.RaftHeartbeat,
-		ElectionTimeout:  cfg.RaftElection,
-		LeaseTimeout:     cfg.RaftLease,
-		Logger:           a.log.With("component", "cluster"),
-		Version:          a.opts.Version,
-	})
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	a.cluster = c
-	return nil
-}
-
-func (a *Agent) buildVIP() error {
-	cfg := a.cfg
-	for _, v := range cfg.VIPs {
-		p, _ := netip.ParsePrefix(v) // validated
-		a.vips = append(a.vips, p)
-	}
-	kernel := a.opts.Kernel
-	if kernel == nil && !cfg.Witness {
-		iface, err := vip.ResolveInterface(cfg.Interface, a.vips)
-		if err != nil {
-			return err
-		}
-		k, err := vip.NewLinuxKernel(iface, a.log.With("component", "vip"))
-		if err != nil {
-			return err
-		}
-		a.closeKernel = k.Close
-		kernel = k
-	}
-	heartbeat := cfg.RaftHeartbeat
-	if heartbeat == 0 {
-		heartbeat = cluster.DefaultHeartbeat
-	}
-	m, err := vip.NewManager(vip.Config{
-		VIPs:           a.vips,
-		GARPRefresh:    cfg.GARPRefresh,
-		Announce:       cfg.GARP,
-		BurstCount:     5,
-		Witness:        cfg.Witness,
-		Priority:       cfg.Priority,
-		PreemptDelay:   cfg.PreemptDelay,
-		OnAcquire:      cfg.OnAcquire,
-		OnRelease:      cfg.OnRelease,
-		HookTimeout:    cfg.HookTimeout,
-		VerifyInterval: heartbeat / 3, // three confirmations per window, so one slow round does not mute ARP
-		AnswerWindow:   heartbeat,     // no follower may be elected sooner after a confirmation
-		Logger:         a.log.With("component", "vip"),
-		Metrics:        vip.NewMetrics(a.reg),
-	}, vip.NewClusterLeadership(a.cluster, cfg.Node), a.healthSource(), kernel)
-	if err != nil {
-		if a.closeKernel != nil {
-			_ = a.closeKernel()
-		}
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	a.vip = m
-	return nil
-}
-
-// healthSource is what gates VIP leadership: this node's own health, or for a witness a node that is never
-// healthy, so leadership is always handed on.
-func (a *Agent) healthSource() vip.HealthSource {
-	if a.node == nil {
-		return witnessHealth{}
-	}
-	return nodeHealth{a.node}
+	admin     *http.Server
+	stopProxy context.CancelFunc // drains, then closes open connections
+	stopBase  context.CancelFunc // health checks
+	stopVIP   context.CancelFunc // VIP manager and metadata publisher
+	proxyDone chan struct{}
+	vipDone   chan struct{}
+	clusterUp bool
+	fail      context.CancelCauseFunc
 }
 
 // Run starts every component and blocks until ctx is done (SIGTERM), `vipd leave` is called, or a component
-// fails. It then shuts down in the order that keeps the VIP safe and clients served: release the VIP, leave the
-// cluster (handing leadership on), drain the proxy. It returns nil after a clean shutdown.
+// fails. It then shuts down in the order docs/ARCHITECTURE.md gives (release the VIP, hand leadership on and
+// leave, drain the proxy, stop checks and the admin API). It returns nil after a clean shutdown.
 func (a *Agent) Run(ctx context.Context) error {
-	if a.cfg.Nice != 0 {
-		if err := sched.SetNice(a.cfg.Nice); err != nil {
-			a.log.Warn("cannot raise scheduling priority; Raft heartbeats may be late when the CPU is saturated (grant CAP_SYS_NICE or set -nice 0)",
-				"nice", a.cfg.Nice, "err", err)
-		}
-	}
-	// Listen before starting anything, so a port in use fails the start instead of leaving a half-started node.
-	var ln net.Listener
-	if a.proxy != nil {
-		l, err := a.proxy.Listen(ctx, a.cfg.Listen) // keepalive set once, inherited by accepted sockets
-		if err != nil {
-			return fmt.Errorf("-listen %s: %w", a.cfg.Listen, err)
-		}
-		ln = l
-	}
-	adminLn, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	rt, err := a.start(ctx)
 	if err != nil {
-		if ln != nil {
-			ln.Close()
-		}
-		return fmt.Errorf("-http-addr %s: %w", a.cfg.HTTPAddr, err)
+		return err
 	}
-	if ln != nil {
-		a.proxyAddr = ln.Addr()
-	}
-	a.adminAddr = adminLn.Addr()
-	close(a.ready)
-	a.log.Info("vipd agent starting", "version", a.opts.Version, "listen", a.cfg.Listen, "backends", a.cfg.Backends,
-		"cluster", a.cfg.ClusterEnabled(), "vips", a.cfg.VIPs, "admin", adminLn.Addr().String())
-
-	var (
-		wg      sync.WaitGroup
-		errOnce sync.Once
-		runErr  error
-	)
-	fatal := make(chan struct{})
-	fail := func(err error) {
-		errOnce.Do(func() { runErr = err; close(fatal) })
-	}
-	goFn := func(fn func()) {
-		wg.Add(1)
-		go func() { defer wg.Done(); fn() }()
-	}
-
-	// Proxy, health checks and the admin API live until the very end of the shutdown.
-	baseCtx, stopBase := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBase()
-	proxyCtx, stopProxy := context.WithCancel(baseCtx)
-	defer stopProxy()
-	proxyDone := make(chan struct{})
-	if a.proxy != nil {
-		goFn(func() { a.monitor.Run(baseCtx) })
-		a.node.SetListenerUp(true)
-		goFn(func() {
-			defer close(proxyDone)
-			if err := a.proxy.Serve(proxyCtx, ln); err != nil {
-				a.node.SetListenerUp(false)
-				fail(fmt.Errorf("proxy on %s: %w", a.cfg.Listen, err))
-			}
-		})
-	} else {
-		close(proxyDone)
-	}
-	admin := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
-	goFn(func() {
-		if err := admin.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fail(fmt.Errorf("admin API on %s: %w", a.cfg.HTTPAddr, err))
-		}
-	})
-
-	vipCtx, stopVIP := context.WithCancel(baseCtx)
-	defer stopVIP()
-	vipDone := make(chan struct{})
-	if a.cluster != nil {
-		if err := a.cluster.Start(baseCtx); err != nil {
-			fail(fmt.Errorf("start cluster: %w", err))
-		} else {
-			goFn(func() { a.publishMeta(vipCtx) })
-		}
-	}
-	select {
-	case <-fatal:
-		close(vipDone)
-	default:
-		if a.vip == nil || a.cluster == nil {
-			close(vipDone)
-			break
-		}
-		goFn(func() {
-			defer close(vipDone)
-			if err := a.vip.Run(vipCtx); err != nil && !errors.Is(err, context.Canceled) {
-				fail(fmt.Errorf("vip: %w", err))
-			}
-		})
-	}
-
 	var leaveReply chan error
 	select {
 	case <-ctx.Done():
 		a.log.Info("signal received: releasing the VIP, leaving the cluster, draining connections")
 	case leaveReply = <-a.leaveReq:
 		a.log.Info("leave requested: releasing the VIP, leaving the cluster, draining connections")
-	case <-fatal:
-		a.log.Error("shutting down after a failure", "err", runErr)
+	case <-rt.fatal.Done():
+		a.log.Error("shutting down after a failure", "err", context.Cause(rt.fatal))
+	}
+	return a.shutdown(rt, leaveReply)
+}
+
+// start binds the listeners (so a port in use fails the start before anything runs), then starts the proxy,
+// health checks, admin API, cluster and VIP manager. Components run on contexts of their own, not on the
+// errgroup's: a failure only signals rt.fatal, and shutdown still stops them one by one in order.
+func (a *Agent) start(ctx context.Context) (*running, error) {
+	if a.cfg.Nice != 0 {
+		if err := sched.SetNice(a.cfg.Nice); err != nil {
+			a.log.Warn("cannot raise scheduling priority; Raft heartbeats may be late when the CPU is saturated (grant CAP_SYS_NICE or set -nice 0)",
+				"nice", a.cfg.Nice, "err", err)
+		}
+	}
+	var ln net.Listener
+	if a.fe != nil {
+		l, err := a.fe.proxy.Listen(ctx, a.fe.listen) // keepalive set once, inherited by accepted sockets
+		if err != nil {
+			return nil, fmt.Errorf("-listen %s: %w", a.fe.listen, err)
+		}
+		ln = l
+		a.proxyAddr = ln.Addr()
+	}
+	adminLn, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		return nil, fmt.Errorf("-http-addr %s: %w", a.cfg.HTTPAddr, err)
+	}
+	a.adminAddr = adminLn.Addr()
+	close(a.ready)
+	a.log.Info("vipd agent starting", "version", a.opts.Version, "listen", a.cfg.Listen, "backends", a.cfg.Backends,
+		"cluster", a.cfg.ClusterEnabled(), "vips", a.cfg.VIPs, "admin", adminLn.Addr().String())
+
+	fatal, fail := context.WithCancelCause(context.Background())
+	g := new(errgroup.Group)
+	rt := &running{g: g, fatal: fatal, fail: fail, proxyDone: make(chan struct{}), vipDone: make(chan struct{})}
+	// run starts fn in the group; an error it returns fails the agent.
+	run := func(fn func() error) {
+		g.Go(func() error {
+			err := fn()
+			if err != nil {
+				fail(err)
+			}
+			return err
+		})
 	}
 
-	// 1. The VIP goes first: nobody may be left answering for it while leadership moves.
-	stopVIP()
-	<-vipDone
-	// 2. Leave the cluster gracefully (leadership transfer first) so a peer takes the VIP within milliseconds.
+	base, stopBase := context.WithCancel(context.WithoutCancel(ctx))
+	proxyCtx, stopProxy := context.WithCancel(base)
+	vipCtx, stopVIP := context.WithCancel(base)
+	rt.stopBase, rt.stopProxy, rt.stopVIP = stopBase, stopProxy, stopVIP
+
+	if a.fe != nil {
+		run(func() error { a.fe.monitor.Run(base); return nil })
+		a.fe.node.SetListenerUp(true)
+		run(func() error {
+			defer close(rt.proxyDone)
+			if err := a.fe.proxy.Serve(proxyCtx, ln); err != nil {
+				a.fe.node.SetListenerUp(false)
+				return fmt.Errorf("proxy on %s: %w", a.fe.listen, err)
+			}
+			return nil
+		})
+	} else {
+		close(rt.proxyDone)
+	}
+	a.warnAdminExposure()
+	rt.admin = a.newAdminServer()
+	run(func() error {
+		if err := rt.admin.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin API on %s: %w", a.cfg.HTTPAddr, err)
+		}
+		return nil
+	})
+
 	if a.cluster != nil {
+		if err := a.cluster.Start(base); err != nil {
+			fail(fmt.Errorf("start cluster: %w", err))
+			close(rt.vipDone)
+			return rt, nil
+		}
+		rt.clusterUp = true
+		run(func() error { a.publishMeta(vipCtx); return nil })
+	}
+	if a.vip == nil || a.cluster == nil {
+		close(rt.vipDone)
+		return rt, nil
+	}
+	run(func() error {
+		defer close(rt.vipDone)
+		if err := a.vip.Run(vipCtx); err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("vip: %w", err)
+		}
+		return nil
+	})
+	return rt, nil
+}
+
+// shutdown takes the node down in the order that keeps the VIP safe and clients served, and returns the first
+// component failure, if any.
+func (a *Agent) shutdown(rt *running, leaveReply chan error) error {
+	// 1. The VIP goes first: nobody may be left answering for it while leadership moves.
+	rt.stopVIP()
+	<-rt.vipDone
+	// 2. Hand leadership to a healthy successor and leave the cluster, so a peer takes the VIP within
+	// milliseconds. A cluster that never started has nothing to leave.
+	if rt.clusterUp {
 		leaveCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		a.handOver(leaveCtx)
 		leaveErr := a.cluster.Leave(leaveCtx)
@@ -368,40 +260,30 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err := a.cluster.Shutdown(); err != nil {
 			a.log.Warn("cluster shutdown", "err", err)
 		}
+	} else if leaveReply != nil {
+		leaveReply <- nil
 	}
-	// 3. Drain open connections, then stop checks and the admin API.
-	stopProxy()
-	<-proxyDone
+	// 3. Drain open connections.
+	rt.stopProxy()
+	<-rt.proxyDone
+	// 4. Stop the health checks and the admin API.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_ = admin.Shutdown(shutdownCtx)
+	_ = rt.admin.Shutdown(shutdownCtx)
 	cancel()
-	stopBase()
-	wg.Wait()
+	rt.stopBase()
+	_ = rt.g.Wait() // every component has ended; the first failure is rt.fatal's cause
 	if a.closeKernel != nil {
 		if err := a.closeKernel(); err != nil {
-			a.log.Warn("close VIP sockets", "err", err)
+			a.log.Warn("close VIP netlink handle", "err", err)
 		}
 	}
 	a.log.Info("vipd agent stopped")
-	return runErr
-}
-
-// handOver transfers leadership to a healthy successor before leaving, so the next VIP holder is a node that
-// can serve (raft alone would pick the most up-to-date follower, healthy or not, and that node would have to
-// hand over once more). Leave transfers to any peer if this fails.
-func (a *Agent) handOver(ctx context.Context) {
-	if !a.cluster.IsLeader() {
-		return
+	var err error
+	if rt.fatal.Err() != nil {
+		err = context.Cause(rt.fatal)
 	}
-	next, ok := vip.Successor(vip.NewClusterLeadership(a.cluster, a.cfg.Node).Peers())
-	if !ok {
-		return
-	}
-	if err := a.cluster.TransferLeadership(ctx, next.Name); err != nil {
-		a.log.Warn("hand leadership to a healthy peer before leaving", "to", next.Name, "err", err)
-		return
-	}
-	a.log.Info("leadership handed over before leaving", "to", next.Name)
+	rt.fail(nil)
+	return err
 }
 
 // Ready is closed once Run has bound its listeners; after that Addrs reports them. Tests and supervisors that
@@ -412,52 +294,4 @@ func (a *Agent) Ready() <-chan struct{} { return a.ready }
 func (a *Agent) Addrs() (proxyAddr, adminAddr net.Addr) {
 	<-a.ready
 	return a.proxyAddr, a.adminAddr
-}
-
-// publishMeta keeps this node's gossip metadata (health, VIP held) level with reality, so peers choose a
-// healthy leader and `vipd members` is true on every node.
-func (a *Agent) publishMeta(ctx context.Context) {
-	var healthCh <-chan struct{}
-	if a.node != nil {
-		ch, cancel := a.node.Subscribe()
-		defer cancel()
-		healthCh = ch
-	}
-	ticker := time.NewTicker(250 * time.Millisecond)
-	defer ticker.Stop()
-	// Republish unchanged metadata now and then: memberlist drops an update whose broadcast times out, and
-	// peers would then show a stale VIP holder until the next change.
-	const republish = 2 * time.Second
-	var last cluster.Meta
-	var lastAt time.Time
-	for {
-		m := a.localMeta()
-		if lastAt.IsZero() || m != last || time.Since(lastAt) >= republish {
-			a.cluster.UpdateMeta(func(dst *cluster.Meta) {
-				dst.Healthy, dst.ListenerUp = m.Healthy, m.ListenerUp
-				dst.HealthyBackends, dst.TotalBackends = m.HealthyBackends, m.TotalBackends
-				dst.Witness, dst.Priority, dst.VIPHeld = m.Witness, m.Priority, m.VIPHeld
-			})
-			last, lastAt = m, time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-healthCh:
-		case <-ticker.C:
-		}
-	}
-}
-
-func (a *Agent) localMeta() cluster.Meta {
-	m := cluster.Meta{Witness: a.cfg.Witness, Priority: a.cfg.Priority}
-	if a.node != nil {
-		st := a.node.Status()
-		m.Healthy, m.ListenerUp = st.Healthy, st.ListenerUp
-		m.HealthyBackends, m.TotalBackends = st.HealthyBackends, st.TotalBackends
-	}
-	if a.vip != nil {
-		m.VIPHeld = a.vip.Held()
-	}
-	return m
 }

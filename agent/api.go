@@ -2,7 +2,9 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -10,31 +12,31 @@ import (
 
 	"github.com/vipd/vipd/health"
 	"github.com/vipd/vipd/proxy"
-	"github.com/vipd/vipd/vip"
 )
 
-// routes is the admin API. Read-only routes are GETs; the two that change the cluster are POSTs so a stray
-// browser visit or scrape cannot make a node leave.
+// routes is the admin API. /healthz and /metrics stay open for probes and scrapers. The /v1 reads need a Host
+// that is an IP literal or localhost (a DNS-rebinding page cannot read them); the writes, which change the
+// cluster, need that and more: see guardWrite.
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.handleHealthz)
-	mux.HandleFunc("GET /v1/backends", a.handleBackends)
-	mux.HandleFunc("GET /v1/members", a.handleMembers)
-	mux.HandleFunc("GET /v1/status", a.handleStatus)
-	mux.HandleFunc("POST /v1/leave", a.handleLeave)
-	mux.HandleFunc("POST /v1/force-leave", a.handleForceLeave)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /v1/backends", a.guardRead(a.handleBackends))
+	mux.Handle("GET /v1/members", a.guardRead(a.handleMembers))
+	mux.Handle("GET /v1/status", a.guardRead(a.handleStatus))
+	mux.Handle("POST /v1/leave", a.guardWrite(a.handleLeave))
+	mux.Handle("POST /v1/force-leave", a.guardWrite(a.handleForceLeave))
 	return mux
 }
 
 // handleHealthz answers 200 when this node can serve: listener up and at least -min-healthy backends healthy.
 // A load balancer in front of several vipd nodes, or a supervisor, can use it like Envoy's /ready.
 func (a *Agent) handleHealthz(w http.ResponseWriter, _ *http.Request) {
-	if a.node == nil {
+	if a.fe == nil {
 		fmt.Fprintln(w, "ok (witness)")
 		return
 	}
-	st := a.node.Status()
+	st := a.fe.node.Status()
 	if !st.Healthy {
 		http.Error(w, "unhealthy: "+st.Reason, http.StatusServiceUnavailable)
 		return
@@ -44,15 +46,15 @@ func (a *Agent) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 
 func (a *Agent) handleBackends(w http.ResponseWriter, _ *http.Request) {
 	resp := BackendsResponse{Backends: []BackendInfo{}}
-	if a.monitor == nil {
+	if a.fe == nil {
 		writeJSON(w, resp)
 		return
 	}
 	stats := map[string]proxy.BackendStats{}
-	for _, s := range a.proxy.Stats() {
+	for _, s := range a.fe.proxy.Stats() {
 		stats[s.Addr] = s
 	}
-	for _, b := range a.monitor.Backends() {
+	for _, b := range a.fe.monitor.Backends() {
 		resp.Backends = append(resp.Backends, BackendInfo{
 			Addr:       b.Addr,
 			State:      b.State.String(),
@@ -138,9 +140,13 @@ func (a *Agent) handleLeave(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) handleForceLeave(w http.ResponseWriter, r *http.Request) {
-	node := r.URL.Query().Get("node")
+	var req ForceLeaveRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	node := req.Node
 	if node == "" {
-		http.Error(w, "name the node: ?node=NAME", http.StatusBadRequest)
+		http.Error(w, `name the node: {"node": "NAME"}`, http.StatusBadRequest)
 		return
 	}
 	if a.cluster == nil {
@@ -154,6 +160,17 @@ func (a *Agent) handleForceLeave(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "removed %s\n", node)
 }
 
+// readJSON decodes a small JSON request body into v; on failure it answers 400 and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		http.Error(w, "bad request body: "+err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
@@ -163,27 +180,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // nodeStatus is this node's health; a witness has none and reports why.
 func (a *Agent) nodeStatus() health.NodeStatus {
-	if a.node == nil {
+	if a.fe == nil {
 		return health.NodeStatus{Reason: "witness: no proxy"}
 	}
-	return a.node.Status()
+	return a.fe.node.Status()
 }
-
-// nodeHealth feeds this node's own health into the VIP manager's gate.
-type nodeHealth struct{ n *health.Node }
-
-func (h nodeHealth) Status() vip.NodeHealth {
-	st := h.n.Status()
-	return vip.NodeHealth{Healthy: st.Healthy, Reason: st.Reason}
-}
-
-func (h nodeHealth) Subscribe() (<-chan struct{}, func()) { return h.n.Subscribe() }
-
-// witnessHealth is the health of a witness: never healthy, so the VIP manager always hands leadership on.
-type witnessHealth struct{}
-
-func (witnessHealth) Status() vip.NodeHealth {
-	return vip.NodeHealth{Reason: "witness: votes but never holds the VIP"}
-}
-
-func (witnessHealth) Subscribe() (<-chan struct{}, func()) { return nil, func() {} }

@@ -70,3 +70,9 @@ type BackendInfo struct {
 	Total      uint64    `json:"total_connections"`
 	StateSince time.Time `json:"state_since"`
 }
+
+// ForceLeaveRequest is the body of POST /v1/force-leave.
+type ForceLeaveRequest struct {
+	// Node is the failed node to remove from Raft.
+	Node string `json:"node"`
+}

@@ -68,11 +68,9 @@ func TestDevAgentHoldsVIPAndReleasesOnShutdown(t *testing.T) {
 	}
 
 	// vipd leave: the agent releases the VIP, leaves and Run returns nil.
-	resp, err := http.Post(admin+"/v1/leave", "", nil)
-	if err != nil {
-		t.Fatal(err)
+	if code := post(t, admin+"/v1/leave", `{}`, nil); code != http.StatusOK {
+		t.Fatalf("POST /v1/leave = %d", code)
 	}
-	resp.Body.Close()
 	select {
 	case err := <-errc:
 		if err != nil {

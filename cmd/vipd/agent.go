@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"strings"
 
 	"github.com/vipd/vipd/agent"
 )
@@ -19,7 +18,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	a, err := agent.New(cfg, agent.Options{Logger: logger, Version: version})
 	if err != nil {
 		if errors.Is(err, agent.ErrInvalid) {
-			return usageError{"vipd agent: " + strings.TrimPrefix(err.Error(), agent.ErrInvalid.Error()+": ")}
+			return usageError{"vipd agent: " + err.Error()}
 		}
 		return err
 	}

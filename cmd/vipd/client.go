@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -10,7 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,8 +21,9 @@ import (
 
 // clientFlags are the flags every command that talks to a running agent shares.
 type clientFlags struct {
-	httpAddr string
-	format   string
+	httpAddr  string
+	tokenFile string
+	format    string
 }
 
 func parseClientFlags(name string, args []string, stdout io.Writer, withFormat bool) (clientFlags, []string, error) {
@@ -29,6 +31,7 @@ func parseClientFlags(name string, args []string, stdout io.Writer, withFormat b
 	fs := flag.NewFlagSet("vipd "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cf.httpAddr, "http-addr", "127.0.0.1:7948", "admin API address of the local agent")
+	fs.StringVar(&cf.tokenFile, "http-token-file", os.Getenv("VIPD_HTTP_TOKEN_FILE"), "file with the agent's admin token (needed for changes when its admin API is not on loopback; default $VIPD_HTTP_TOKEN_FILE)")
 	if withFormat {
 		fs.StringVar(&cf.format, "format", "table", "output format: table or json")
 	}
@@ -45,13 +48,36 @@ func parseClientFlags(name string, args []string, stdout io.Writer, withFormat b
 	return cf, fs.Args(), nil
 }
 
-// apiCall asks the local agent's admin API; a connection error says how to reach the agent.
-func apiCall(ctx context.Context, method, addr, path string, out any) error {
+// apiCall asks the local agent's admin API; a connection error says how to reach the agent. A POST sends in
+// as its JSON body (the API refuses changes in any other form) with the bearer token of -http-token-file.
+func apiCall(ctx context.Context, method string, cf clientFlags, path string, in, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, nil)
+	addr := cf.httpAddr
+	var reqBody io.Reader
+	if method == http.MethodPost {
+		if in == nil {
+			in = struct{}{}
+		}
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", path, err)
+		}
+		reqBody = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, reqBody)
 	if err != nil {
 		return usageError{fmt.Sprintf("vipd: -http-addr %q: %v", addr, err)}
+	}
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if cf.tokenFile != "" {
+		tok, err := os.ReadFile(cf.tokenFile)
+		if err != nil {
+			return usageError{fmt.Sprintf("vipd: -http-token-file: %v", err)}
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -80,7 +106,7 @@ func runMembers(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	var resp agent.MembersResponse
-	if err := apiCall(ctx, http.MethodGet, cf.httpAddr, "/v1/members", &resp); err != nil {
+	if err := apiCall(ctx, http.MethodGet, cf, "/v1/members", nil, &resp); err != nil {
 		return err
 	}
 	if cf.format == "json" {
@@ -130,7 +156,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	var st agent.StatusResponse
-	if err := apiCall(ctx, http.MethodGet, cf.httpAddr, "/v1/status", &st); err != nil {
+	if err := apiCall(ctx, http.MethodGet, cf, "/v1/status", nil, &st); err != nil {
 		return err
 	}
 	if cf.format == "json" {
@@ -173,7 +199,7 @@ func runLeave(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := apiCall(ctx, http.MethodPost, cf.httpAddr, "/v1/leave", nil); err != nil {
+	if err := apiCall(ctx, http.MethodPost, cf, "/v1/leave", nil, nil); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "left the cluster; the agent is shutting down")
@@ -188,7 +214,7 @@ func runForceLeave(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(rest) != 1 {
 		return usageError{"vipd force-leave: name exactly one failed node: vipd force-leave NODE"}
 	}
-	if err := apiCall(ctx, http.MethodPost, cf.httpAddr, "/v1/force-leave?node="+url.QueryEscape(rest[0]), nil); err != nil {
+	if err := apiCall(ctx, http.MethodPost, cf, "/v1/force-leave", agent.ForceLeaveRequest{Node: rest[0]}, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "removed %s from the cluster\n", rest[0])
