@@ -5,11 +5,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vipd/vipd/internal/testutil"
 )
 
 func startErr(t *testing.T, cfg Config) error {
@@ -28,7 +31,7 @@ func startErr(t *testing.T, cfg Config) error {
 func TestStartBadInput(t *testing.T) {
 	ip := randomNet() + "1"
 	base := func(t *testing.T) Config {
-		return Config{NodeName: "a", BindAddr: ip, DataDir: t.TempDir(), Logger: newLogSink(t).logger()}
+		return Config{NodeName: "a", BindAddr: ip, DataDir: t.TempDir(), Logger: testutil.NewLogSink(t).Logger(slog.LevelInfo)}
 	}
 	t.Run("data dir under a file", func(t *testing.T) {
 		cfg := base(t)
@@ -99,7 +102,7 @@ func TestStartBadInput(t *testing.T) {
 
 // TestDev runs a single-node cluster with its data in a temporary directory that Shutdown removes.
 func TestDev(t *testing.T) {
-	c, err := New(Config{NodeName: "dev", BindAddr: randomNet() + "1", Dev: true, Logger: newLogSink(t).logger()})
+	c, err := New(Config{NodeName: "dev", BindAddr: randomNet() + "1", Dev: true, Logger: testutil.NewLogSink(t).Logger(slog.LevelInfo)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,11 +111,11 @@ func TestDev(t *testing.T) {
 	}
 	ch, cancel := c.WatchLeadership()
 	defer cancel()
-	waitFor(t, 3*time.Second, "dev node leads", func() bool { return c.IsLeader() })
-	waitFor(t, time.Second, "watch says leader", func() bool {
+	testutil.WaitFor(t, 3*time.Second, "dev node leads", func() bool { return c.IsLeader() })
+	testutil.WaitFor(t, time.Second, "watch says leader", func() bool {
 		select {
 		case v := <-ch:
-			return v
+			return v.Leader
 		default:
 			return false
 		}
@@ -129,7 +132,7 @@ func TestDev(t *testing.T) {
 	if err := c.Leave(context.Background()); err != nil {
 		t.Errorf("leave: %v", err)
 	}
-	if v := <-ch; v {
+	if v := <-ch; v.Leader {
 		t.Error("watch still says leader after Leave")
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
@@ -155,7 +158,7 @@ func TestWrongGossipKey(t *testing.T) {
 	leader := tc.waitLeader(10*time.Second, 0, 1, 2)
 	tc.start(3)
 	bad := tc.nodes[3]
-	waitFor(t, 5*time.Second, "bad node logs a key hint", func() bool { return bad.logs.contains("gossip key mismatch?") })
+	testutil.WaitFor(t, 5*time.Second, "bad node logs a key hint", func() bool { return bad.logs.Contains("gossip key mismatch?") })
 	if bad.c.Status().Joined {
 		t.Error("node with the wrong key joined")
 	}
@@ -183,10 +186,10 @@ func TestDuplicateName(t *testing.T) {
 		tc.start(i)
 	}
 	leader := tc.waitLeader(10*time.Second, 0, 1, 2)
-	waitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
+	testutil.WaitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
 	tc.start(3)
 	dup := tc.nodes[3]
-	waitFor(t, 5*time.Second, "duplicate reported", func() bool { return dup.c.Status().Problem != "" })
+	testutil.WaitFor(t, 5*time.Second, "duplicate reported", func() bool { return dup.c.Status().Problem != "" })
 	t.Logf("problem: %s", dup.c.Status().Problem)
 	// Give gossip a few rounds to (wrongly) spread the impostor, then check nothing changed.
 	deadline := time.Now().Add(time.Second)

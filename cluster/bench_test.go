@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vipd/vipd/internal/sched"
+	"github.com/vipd/vipd/internal/testutil"
 )
 
 // benchTrials is the number of failovers per benchmark (VIPD_TRIALS overrides; default 20 as issue 3 asks).
@@ -50,12 +51,12 @@ func benchFailover(b *testing.B, graceful bool) {
 		for trial := range benchTrials() {
 			old := tc.waitLeader(10 * time.Second)
 			for i := range tc.nodes {
-				waitFor(b, 10*time.Second, "3 voters, all following", func() bool {
+				testutil.WaitFor(b, 10*time.Second, "3 voters, all following", func() bool {
 					st := tc.nodes[i].c.Status()
 					return st.Voters == 3 && st.LeaderName != "" && (i == old || st.Role == RoleFollower)
 				})
 			}
-			var watches []<-chan bool
+			var watches []<-chan LeaderState
 			for i, nd := range tc.nodes {
 				if i == old {
 					continue
@@ -79,12 +80,12 @@ func benchFailover(b *testing.B, graceful bool) {
 			for {
 				select {
 				case v := <-watches[0]:
-					if v {
+					if v.Leader {
 						took = time.Since(start)
 						break wait
 					}
 				case v := <-watches[1]:
-					if v {
+					if v.Leader {
 						took = time.Since(start)
 						break wait
 					}
@@ -147,10 +148,10 @@ func TestSoakNoLeaderChange(t *testing.T) {
 	tc := makeCluster(t, 3, true, envTimings)
 	leader := tc.waitLeader(10 * time.Second)
 	for i := range tc.nodes {
-		waitFor(t, 10*time.Second, "3 voters", func() bool { return tc.nodes[i].c.Status().Voters == 3 })
+		testutil.WaitFor(t, 10*time.Second, "3 voters", func() bool { return tc.nodes[i].c.Status().Voters == 3 })
 	}
 	term := tc.nodes[leader].c.Status().Term
-	var watches []<-chan bool
+	var watches []<-chan LeaderState
 	for _, nd := range tc.nodes {
 		ch, cancel := nd.c.WatchLeadership()
 		t.Cleanup(cancel)

@@ -55,16 +55,27 @@ type Cluster struct {
 	meta   wireMeta
 	metaB  []byte
 
+	mode    SecurityMode
+	certs   certSource // mutual TLS; nil without
 	members *memberTable
 	leaders *fanout
 	fsm     *fsm
+	admit   *admissions
+	refused *rateLog   // refused Raft connections and RPCs
+	keyOpMu sync.Mutex // one keyring operation at a time on the leader
+	// verifyMu: VerifyLeader holds it shared from asking raft until raft answered; Shutdown takes it
+	// exclusively before stopping raft, so no VerifyLeader future is left unanswered (and its goroutine
+	// stuck) by a shutdown.
+	verifyMu sync.RWMutex
 	foreign atomic.Pointer[foreignPeer] // last node refused for another cluster ID
-	refused refusals
+	foreignLog refusals
 	kick    chan struct{} // cap 1: membership changed, reconcile/bootstrap now
 
 	// Set by Start, read-only afterwards.
 	rft      atomic.Pointer[raft.Raft]
 	mlist    atomic.Pointer[memberlist.Memberlist]
+	keys     *keyring // the cluster keyring; nil without a key
+	auth     *peerAuth
 	store    *raftboltdb.BoltStore
 	dataDir  string
 	tmpDir   string
@@ -87,16 +98,31 @@ func New(cfg Config) (*Cluster, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	devKey, err := resolveKey(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	c := &Cluster{
 		cfg:     cfg,
 		log:     cfg.Logger.With("node", cfg.NodeName),
+		mode:    securityOf(cfg),
 		members: newMemberTable(),
 		leaders: newFanout(),
+		admit:   newAdmissions(),
 		kick:    make(chan struct{}, 1),
 	}
-	c.fsm = newFSM(c.learnClusterID)
+	if devKey {
+		c.log.Info("dev node: made a throw-away cluster key, so no other node can talk to it")
+	}
+	if cfg.TLS.set() {
+		if c.certs, err = loadCerts(cfg); err != nil {
+			return nil, err
+		}
+	}
+	c.refused = newRateLog(c.log, refusalLogEvery, time.Now)
+	c.fsm = newFSM(c.learnClusterID, c.learnKeyring)
 	c.raftAddr = net.JoinHostPort(cfg.AdvertiseAddr, strconv.Itoa(cfg.RaftPort))
-	c.meta = wireMeta{Meta: Meta{RaftAddr: c.raftAddr, Version: cfg.Version}, Bootstrap: cfg.BootstrapExpect}
+	c.meta = wireMeta{Meta: Meta{RaftAddr: c.raftAddr, Version: cfg.Version}, Bootstrap: cfg.BootstrapExpect, Security: c.mode}
 	if cfg.Dev {
 		c.meta.Bootstrap = 1
 	}
@@ -134,8 +160,23 @@ func (c *Cluster) Start(ctx context.Context) (err error) {
 		cleanup = append(cleanup, func() { os.RemoveAll(dir) })
 	}
 	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
-		return fmt.Errorf("create -data-dir %s: %w", c.dataDir, err)
+		return fmt.Errorf("create data dir %s: %w", c.dataDir, err)
 	}
+	if c.cfg.EncryptKey != nil {
+		// Before anything listens: the persisted keyring decides which keys this node proves and accepts.
+		kr, err := loadKeyring(c.dataDir, c.cfg.EncryptKey, c.log)
+		if err != nil {
+			return err
+		}
+		c.keys = kr
+		fps, primary := kr.state().fingerprints()
+		c.setInternal(func(m *wireMeta) { m.KeyFPs, m.PrimaryFP = fps, primary })
+	}
+	auth, err := c.buildAuth(time.Now())
+	if err != nil {
+		return err
+	}
+	c.auth = auth
 
 	id, err := readClusterID(c.dataDir)
 	if err != nil {
@@ -166,7 +207,12 @@ func (c *Cluster) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("read raft state in %s (corrupt?): %w", dbPath, err)
 	}
 
-	trans, err := c.raftTransport(hlog)
+	adv, err := net.ResolveTCPAddr("tcp", c.raftAddr)
+	if err != nil {
+		return fmt.Errorf("raft advertise address %s: %w", c.raftAddr, err)
+	}
+	trans, err := newRaftTransport(raftBind(c.cfg), adv, c.auth, c.cfg.Partition.filter(), c.localAddr(),
+		c.log, hlog, c.refused, c.serveOp)
 	if err != nil {
 		return err
 	}
@@ -212,7 +258,7 @@ func (c *Cluster) Start(ctx context.Context) (err error) {
 
 	ctx, c.cancel = context.WithCancel(ctx)
 	c.wg.Add(3)
-	go func() { defer c.wg.Done(); c.leaders.run(notify) }()
+	go func() { defer c.wg.Done(); c.leaders.run(notify, r.CurrentTerm) }()
 	go func() { defer c.wg.Done(); c.maintain(ctx) }()
 	go func() { defer c.wg.Done(); c.reconnectLoop(ctx) }()
 	if len(c.cfg.Join) > 0 {
@@ -221,7 +267,11 @@ func (c *Cluster) Start(ctx context.Context) (err error) {
 	} else {
 		c.joined.Store(true)
 	}
-	c.log.Info("cluster node started", "raft", c.raftAddr, "gossip", c.gossipAddr(),
+	if c.mode == ModeInsecure {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.warnInsecure(ctx) }()
+	}
+	c.log.Info("cluster node started", "raft", c.raftAddr, "gossip", c.gossipAddr(), "security", c.mode,
 		"data_dir", c.dataDir, "existing_state", hasState, "bootstrap_expect", c.cfg.BootstrapExpect)
 	return nil
 }
@@ -237,25 +287,8 @@ func listenErr(what, addr string, err error) error {
 	return fmt.Errorf("%s listen on %s: %w", what, addr, err)
 }
 
-func (c *Cluster) raftTransport(hlog *hclogAdapter) (*raft.NetworkTransport, error) {
-	bind := net.JoinHostPort(c.cfg.BindAddr, strconv.Itoa(c.cfg.RaftPort))
-	ln, err := net.Listen("tcp", bind)
-	if err != nil {
-		return nil, listenErr("raft", bind, err)
-	}
-	adv, err := net.ResolveTCPAddr("tcp", c.raftAddr)
-	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("raft advertise address %s: %w", c.raftAddr, err)
-	}
-	sl := &streamLayer{ln: ln, advertise: adv, filter: c.cfg.Partition.filter(), local: &net.TCPAddr{IP: net.ParseIP(c.cfg.BindAddr)}}
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  sl,
-		MaxPool: 3,
-		Timeout: raftRPCTimeout,
-		Logger:  hlog.Named("transport"),
-	}), nil
-}
+// localAddr is the source address of Raft dials when a Partition filters them, so peers see this node's IP.
+func (c *Cluster) localAddr() *net.TCPAddr { return &net.TCPAddr{IP: net.ParseIP(c.cfg.BindAddr)} }
 
 // Shutdown stops the node abruptly, as a crash would (no leadership transfer, no gossip leave). It returns when
 // every goroutine Start started has ended; watchers of WatchLeadership see false. Safe to call more than once.
@@ -265,7 +298,9 @@ func (c *Cluster) Shutdown() error {
 		return nil
 	}
 	c.stopOnce.Do(func() {
+		c.verifyMu.Lock() // waits for VerifyLeader calls raft has yet to answer
 		c.stopped.Store(true)
+		c.verifyMu.Unlock()
 		c.cancel()
 		var errs []error
 		if err := r.Shutdown().Error(); err != nil {
@@ -277,7 +312,7 @@ func (c *Cluster) Shutdown() error {
 			errs = append(errs, fmt.Errorf("memberlist shutdown: %w", err))
 		}
 		c.wg.Wait()
-		c.leaders.publish(false)
+		c.leaders.publish(false, 0)
 		if err := c.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close raft log: %w", err))
 		}

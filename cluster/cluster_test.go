@@ -2,8 +2,11 @@ package cluster
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/vipd/vipd/internal/testutil"
 )
 
 // TestFormAnyOrder starts nodes last-first, so every node's first joins hit peers that are not listening yet.
@@ -14,8 +17,8 @@ func TestFormAnyOrder(t *testing.T) {
 	}
 	tc.waitLeader(10 * time.Second)
 	for i := range tc.nodes {
-		waitFor(t, 5*time.Second, "3 voters everywhere", func() bool { return len(tc.voters(i)) == 3 })
-		waitFor(t, 5*time.Second, "3 alive members with metadata", func() bool {
+		testutil.WaitFor(t, 5*time.Second, "3 voters everywhere", func() bool { return len(tc.voters(i)) == 3 })
+		testutil.WaitFor(t, 5*time.Second, "3 alive members with metadata", func() bool {
 			ms := tc.nodes[i].c.Members()
 			if len(ms) != 3 {
 				return false
@@ -32,7 +35,7 @@ func TestFormAnyOrder(t *testing.T) {
 			return leaders == 1
 		})
 	}
-	if !tc.nodes[2].logs.contains("join failed; retrying") {
+	if !tc.nodes[2].logs.Contains("join failed; retrying") {
 		t.Error("n3 started first but never logged a failed join attempt")
 	}
 }
@@ -46,7 +49,7 @@ func TestKillLeader(t *testing.T) {
 			rest = append(rest, i)
 		}
 		// A node that bootstrapped late learns the configuration from the leader: wait until all know it.
-		waitFor(t, 10*time.Second, "3 voters on every node", func() bool { return tc.nodes[i].c.Status().Voters == 3 })
+		testutil.WaitFor(t, 10*time.Second, "3 voters on every node", func() bool { return tc.nodes[i].c.Status().Voters == 3 })
 	}
 	tc.kill(old)
 	nl := tc.waitLeader(3*time.Second, rest...)
@@ -68,9 +71,9 @@ func TestPartitionLeader(t *testing.T) {
 			tc := makeCluster(t, n, true)
 			old := tc.waitLeader(10 * time.Second)
 			for i := range tc.nodes {
-				waitFor(t, 5*time.Second, "all voters", func() bool { return len(tc.voters(i)) == n })
+				testutil.WaitFor(t, 5*time.Second, "all voters", func() bool { return len(tc.voters(i)) == n })
 			}
-			watches := make([]<-chan bool, n)
+			watches := make([]<-chan LeaderState, n)
 			believes := make([]bool, n)
 			for i, nd := range tc.nodes {
 				ch, cancel := nd.c.WatchLeadership()
@@ -83,7 +86,7 @@ func TestPartitionLeader(t *testing.T) {
 				for i, nd := range tc.nodes {
 					select {
 					case v := <-watches[i]:
-						believes[i] = v
+						believes[i] = v.Leader
 					default:
 					}
 					if believes[i] {
@@ -145,7 +148,7 @@ func TestPartitionLeader(t *testing.T) {
 				time.Sleep(2 * time.Millisecond)
 			}
 			tc.waitLeader(5 * time.Second)
-			waitFor(t, 5*time.Second, "old leader rejoins as follower", func() bool {
+			testutil.WaitFor(t, 5*time.Second, "old leader rejoins as follower", func() bool {
 				st := tc.nodes[old].c.Status()
 				return st.Role == RoleFollower && st.LeaderName != ""
 			})
@@ -162,17 +165,17 @@ func TestRestartWithDataDir(t *testing.T) {
 	tc := makeCluster(t, 3, true)
 	leader := tc.waitLeader(10 * time.Second)
 	f := (leader + 1) % 3
-	waitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(f)) == 3 })
+	testutil.WaitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(f)) == 3 })
 	termBefore := tc.nodes[leader].c.Status().Term
 	tc.kill(f)
-	tc.nodes[f].logs = newLogSink(t)
-	tc.nodes[f].cfg.Logger = tc.nodes[f].logs.logger()
+	tc.nodes[f].logs = testutil.NewLogSink(t)
+	tc.nodes[f].cfg.Logger = tc.nodes[f].logs.Logger(slog.LevelInfo)
 	tc.start(f)
-	waitFor(t, 5*time.Second, "restarted node follows", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "restarted node follows", func() bool {
 		st := tc.nodes[f].c.Status()
 		return st.Role == RoleFollower && st.LeaderName != "" && st.Voters == 3
 	})
-	if tc.nodes[f].logs.contains("raft bootstrapped") {
+	if tc.nodes[f].logs.Contains("raft bootstrapped") {
 		t.Error("restarted node bootstrapped again")
 	}
 	if got := tc.leaders(); len(got) != 1 || got[0] != leader {
@@ -187,7 +190,7 @@ func TestTransferLeadership(t *testing.T) {
 	tc := makeCluster(t, 3, true)
 	leader := tc.waitLeader(10 * time.Second)
 	to := (leader + 1) % 3
-	waitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
+	testutil.WaitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
 	ctx := context.Background()
 	if err := tc.nodes[leader].c.TransferLeadership(ctx, "nope"); err == nil {
 		t.Fatal("transfer to an unknown node succeeded")

@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -119,7 +120,7 @@ func TestMetaFitsAndRoundTrips(t *testing.T) {
 		t.Fatalf("encode: %v", err)
 	}
 	got, err := decodeMeta(b)
-	if err != nil || got != m {
+	if err != nil || !reflect.DeepEqual(got, m) {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
 	m.Version = strings.Repeat("v", 600)
@@ -132,14 +133,14 @@ func TestFanoutLatestValue(t *testing.T) {
 	f := newFanout()
 	a, cancelA := f.subscribe()
 	defer cancelA()
-	if v := <-a; v {
+	if v := <-a; v.Leader {
 		t.Fatal("initial value true")
 	}
-	f.publish(true)
-	f.publish(false)
-	f.publish(true) // a slow reader sees only the newest value
-	if v := <-a; !v {
-		t.Fatal("got stale false")
+	f.publish(true, 2)
+	f.publish(false, 2)
+	f.publish(true, 3) // a slow reader sees only the newest value, and its term tells it is a new leadership
+	if v := <-a; v != (LeaderState{Leader: true, Term: 3}) {
+		t.Fatalf("got %+v, want the newest {true 3}", v)
 	}
 	select {
 	case v := <-a:
@@ -147,12 +148,12 @@ func TestFanoutLatestValue(t *testing.T) {
 	default:
 	}
 	b, cancelB := f.subscribe()
-	if v := <-b; !v {
-		t.Error("late subscriber did not get the current value")
+	if v := <-b; !v.Leader || v.Term != 3 {
+		t.Errorf("late subscriber got %+v, want the current value", v)
 	}
 	cancelB()
-	f.publish(false) // must not block on an unsubscribed channel
-	if v := <-a; v {
+	f.publish(false, 3) // must not block on an unsubscribed channel
+	if v := <-a; v.Leader {
 		t.Error("missed false")
 	}
 }

@@ -1,7 +1,10 @@
 package cluster
 
 import (
+	"bytes"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -9,22 +12,40 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Raft log commands. The cluster replicates one fact of its own: the cluster ID (see identity.go).
-const cmdSetClusterID byte = 1
+// Raft log commands. The cluster replicates two facts of its own: the cluster ID (identity.go) and the
+// keyring (keyring.go).
+const (
+	cmdSetClusterID byte = 1
+	cmdKeyring      byte = 2
+)
+
+// Limits on replicated data, so a malformed entry or snapshot is refused before it costs memory.
+const (
+	maxClusterID    = 64
+	maxSnapshotSize = 64 << 10
+)
+
+// errBadCommand is wrapped by the errors Apply returns for entries it refuses.
+var errBadCommand = errors.New("malformed raft command")
 
 // fsm is the cluster's state machine. Raft is used for leader election, and Barrier proves that the leader's
-// term is committed; the only replicated state is the cluster ID, which the first set command fixes for good
-// (later ones are no-ops), so every replica that applies the same log agrees on it.
+// term is committed; the replicated state is the cluster ID, which the first set command fixes for good
+// (later ones are no-ops), and the latest keyring. Apply and Restore refuse malformed input with an error
+// and leave the state unchanged; they never panic.
 type fsm struct {
-	onID func(id string) // called when the ID becomes known (apply or restore); may be nil
+	onID      func(id string)        // called when the ID becomes known (apply or restore); may be nil
+	onKeyring func(st keyringState) // called with each applied or restored keyring; may be nil
 
-	mu sync.Mutex
-	id string
+	mu      sync.Mutex
+	id      string
+	keyring *keyringState // nil until the first keyring entry
 }
 
 var _ raft.FSM = (*fsm)(nil)
 
-func newFSM(onID func(string)) *fsm { return &fsm{onID: onID} }
+func newFSM(onID func(string), onKeyring func(keyringState)) *fsm {
+	return &fsm{onID: onID, onKeyring: onKeyring}
+}
 
 func (f *fsm) clusterID() string {
 	f.mu.Lock()
@@ -47,41 +68,140 @@ func (f *fsm) set(id string) string {
 	return cur
 }
 
-// Apply returns the cluster ID in force after the entry.
+// Apply returns the cluster ID in force after a cluster ID entry, nil after a keyring entry, and an error
+// for an entry it refuses (malformed, or from a newer version).
 func (f *fsm) Apply(l *raft.Log) any {
-	if len(l.Data) > 0 && l.Data[0] == cmdSetClusterID {
-		return f.set(string(l.Data[1:]))
+	if len(l.Data) == 0 {
+		return fmt.Errorf("%w: empty entry at index %d", errBadCommand, l.Index)
 	}
-	return f.clusterID() // unknown command from a newer version: ignored
+	switch l.Data[0] {
+	case cmdSetClusterID:
+		id := string(l.Data[1:])
+		if err := checkClusterID(id); err != nil {
+			return fmt.Errorf("%w at index %d: %w", errBadCommand, l.Index, err)
+		}
+		return f.set(id)
+	case cmdKeyring:
+		st, err := decodeKeyringCmd(l.Data[1:])
+		if err != nil {
+			return fmt.Errorf("%w at index %d: %w", errBadCommand, l.Index, err)
+		}
+		st.Index = l.Index
+		f.setKeyring(st)
+		return nil
+	}
+	return fmt.Errorf("%w: unknown command %d at index %d (written by a newer vipd?)", errBadCommand, l.Data[0], l.Index)
 }
 
-// fsmState is the snapshot format. Snapshots written before the cluster ID existed are empty.
+func (f *fsm) setKeyring(st keyringState) {
+	f.mu.Lock()
+	c := st.clone()
+	f.keyring = &c
+	f.mu.Unlock()
+	if f.onKeyring != nil {
+		f.onKeyring(st)
+	}
+}
+
+func checkClusterID(id string) error {
+	if id == "" || len(id) > maxClusterID {
+		return fmt.Errorf("cluster ID of %d bytes, want 1-%d", len(id), maxClusterID)
+	}
+	if _, err := hex.DecodeString(id); err != nil {
+		return fmt.Errorf("cluster ID %q is not hex", id)
+	}
+	return nil
+}
+
+func encodeKeyringCmd(st keyringState) ([]byte, error) {
+	st.Index = 0 // the entry's own index is the keyring's
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("encode keyring: %w", err)
+	}
+	return append([]byte{cmdKeyring}, b...), nil
+}
+
+func decodeKeyringCmd(b []byte) (keyringState, error) {
+	var st keyringState
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return keyringState{}, fmt.Errorf("decode keyring: %w", err)
+	}
+	if dec.More() {
+		return keyringState{}, errors.New("decode keyring: trailing data")
+	}
+	if err := st.validate(); err != nil {
+		return keyringState{}, err
+	}
+	return st, nil
+}
+
+// fsmState is the snapshot format. Snapshots written before the cluster ID existed are empty; those written
+// before the keyring existed have none.
 type fsmState struct {
-	ClusterID string `json:"cluster_id,omitempty"`
+	ClusterID string        `json:"cluster_id,omitempty"`
+	Keyring   *keyringState `json:"keyring,omitempty"`
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return fsmSnapshot{fsmState{ClusterID: f.clusterID()}}, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := fsmState{ClusterID: f.id}
+	if f.keyring != nil {
+		k := f.keyring.clone()
+		st.Keyring = &k
+	}
+	return fsmSnapshot{st}, nil
 }
 
+// Restore replaces the state with a snapshot's; a malformed snapshot is refused and changes nothing.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	b, err := io.ReadAll(rc)
+	b, err := io.ReadAll(io.LimitReader(rc, maxSnapshotSize+1))
 	if err != nil {
 		return fmt.Errorf("read raft snapshot: %w", err)
 	}
-	if len(b) == 0 {
-		return nil
-	}
-	var st fsmState
-	if err := json.Unmarshal(b, &st); err != nil {
-		return fmt.Errorf("decode raft snapshot: %w", err)
+	st, err := decodeSnapshot(b)
+	if err != nil {
+		return err
 	}
 	f.mu.Lock()
 	f.id = "" // a restore replaces the state
+	f.keyring = nil
 	f.mu.Unlock()
-	f.set(st.ClusterID)
+	if st.ClusterID != "" {
+		f.set(st.ClusterID)
+	}
+	if st.Keyring != nil {
+		f.setKeyring(*st.Keyring)
+	}
 	return nil
+}
+
+func decodeSnapshot(b []byte) (fsmState, error) {
+	var st fsmState
+	if len(b) > maxSnapshotSize {
+		return st, fmt.Errorf("raft snapshot larger than %d bytes", maxSnapshotSize)
+	}
+	if len(b) == 0 {
+		return st, nil
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fsmState{}, fmt.Errorf("decode raft snapshot: %w", err)
+	}
+	if st.ClusterID != "" {
+		if err := checkClusterID(st.ClusterID); err != nil {
+			return fsmState{}, fmt.Errorf("raft snapshot: %w", err)
+		}
+	}
+	if st.Keyring != nil {
+		if err := st.Keyring.validate(); err != nil {
+			return fsmState{}, fmt.Errorf("raft snapshot: %w", err)
+		}
+	}
+	return st, nil
 }
 
 type fsmSnapshot struct{ st fsmState }

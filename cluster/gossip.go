@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sort"
@@ -54,6 +55,8 @@ type Member struct {
 	Meta   Meta
 	// Leader marks the node this node believes leads raft.
 	Leader bool
+	// Security is the security mode the member gossips ("" from a vipd without one).
+	Security SecurityMode
 }
 
 // memberRecord is what the event delegate remembers about a node, including dead and left ones, which
@@ -145,19 +148,35 @@ func (d delegate) NotifyPingComplete(other *memberlist.Node, _ time.Duration, _ 
 	d.c.members.acked(other.Name)
 }
 
-// NotifyAlive refuses alive messages about nodes of another cluster, so they never enter the member list
-// (and so never raft), whoever relays them.
-func (d delegate) NotifyAlive(n *memberlist.Node) error { return d.c.checkCluster(n) }
+// NotifyAlive refuses alive messages about nodes with an invalid name or of another cluster, so they never
+// enter the member list (and so never raft), whoever relays them.
+func (d delegate) NotifyAlive(n *memberlist.Node) error { return d.c.checkPeer(n) }
 
-// NotifyMerge refuses a join (on both sides of the push-pull) if any node in the other side's state belongs
-// to another cluster.
+// NotifyMerge refuses a join (on both sides of the push-pull) if any node in the other side's state has an
+// invalid name or belongs to another cluster.
 func (d delegate) NotifyMerge(peers []*memberlist.Node) error {
 	for _, n := range peers {
-		if err := d.c.checkCluster(n); err != nil {
+		if err := d.c.checkPeer(n); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// ErrInvalidNodeName is returned by the gossip delegates for a node whose name breaks ValidNodeName.
+var ErrInvalidNodeName = errors.New("invalid node name")
+
+// checkPeer is the alive/merge delegates' filter. It runs under memberlist's locks: it only reads local
+// state, logs and records.
+func (c *Cluster) checkPeer(n *memberlist.Node) error {
+	if !ValidNodeName(n.Name) {
+		addr := net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+		// %q escapes the name: it may hold terminal escapes.
+		err := fmt.Errorf("%w %q from %s: names are 1-%d characters from A-Z a-z 0-9 . _ -", ErrInvalidNodeName, n.Name, addr, maxNodeName)
+		c.refused.refused(addr, "invalid node name in gossip", err)
+		return err
+	}
+	return c.checkCluster(n)
 }
 
 func (d delegate) NodeMeta(limit int) []byte {
@@ -225,24 +244,17 @@ func (c *Cluster) startMemberlist() (*memberlist.Memberlist, error) {
 	mc.Logger = newStdLogger(c.log, "memberlist")
 	d := delegate{c}
 	mc.Delegate, mc.Events, mc.Conflict, mc.Alive, mc.Merge, mc.Ping = d, d, d, d, d, d
-	if c.cfg.EncryptKey != nil {
-		kr, err := memberlist.NewKeyring(nil, c.cfg.EncryptKey)
-		if err != nil {
-			return nil, fmt.Errorf("gossip keyring: %w", err)
-		}
-		mc.Keyring = kr
+	if c.keys != nil {
+		// AES-GCM with the cluster keyring, and nothing unencrypted in either direction.
+		mc.Keyring = c.keys.memberlist()
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-		BindAddrs: []string{c.cfg.BindAddr},
-		BindPort:  c.cfg.GossipPort,
-		Logger:    mc.Logger,
-	})
+	nt, err := c.gossipTransport(mc)
 	if err != nil {
-		return nil, fmt.Errorf("gossip listen on %s port %d (is -bind an address of this host, and the port free?): %w",
-			c.cfg.BindAddr, c.cfg.GossipPort, err)
+		return nil, err
 	}
 	if f := c.cfg.Partition.filter(); f != nil {
-		mc.Transport = &filteredTransport{NetTransport: nt, filter: f}
+		mc.Transport = &filteredTransport{NodeAwareTransport: nt, filter: f}
 	} else {
 		mc.Transport = nt
 	}
@@ -252,4 +264,22 @@ func (c *Cluster) startMemberlist() (*memberlist.Memberlist, error) {
 		return nil, fmt.Errorf("start gossip: %w", err)
 	}
 	return ml, nil
+}
+
+// gossipTransport is memberlist's own UDP+TCP transport, or, with certificates and no key, gossip over
+// mutual TLS.
+func (c *Cluster) gossipTransport(mc *memberlist.Config) (memberlist.NodeAwareTransport, error) {
+	if c.mode == ModeMTLS {
+		return c.tlsGossipTransport()
+	}
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{c.cfg.BindAddr},
+		BindPort:  c.cfg.GossipPort,
+		Logger:    mc.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gossip listen on %s port %d (is the bind address one of this host's, and the port free?): %w",
+			c.cfg.BindAddr, c.cfg.GossipPort, err)
+	}
+	return nt, nil
 }

@@ -1,100 +1,26 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/vipd/vipd/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// waitFor polls cond every 2 ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// logSink writes slog records to t.Log until the test ends (memberlist may log from a goroutine that is just
-// exiting) and keeps them for assertions.
-type logSink struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-	buf  bytes.Buffer
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.buf.Write(p)
-	if !s.done {
-		s.t.Log(string(bytes.TrimRight(p, "\n")))
-	}
-	return len(p), nil
-}
-
-func (s *logSink) contains(sub string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Contains(s.buf.Bytes(), []byte(sub))
-}
-
-// mark returns the current end of the log, for containsLineSince.
-func (s *logSink) mark() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Len()
-}
-
-// containsLine reports whether one logged line contains every sub.
-func (s *logSink) containsLine(subs ...string) bool { return s.containsLineSince(0, subs...) }
-
-// containsLineSince reports whether one line logged after mark contains every sub.
-func (s *logSink) containsLineSince(mark int, subs ...string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, line := range bytes.Split(s.buf.Bytes()[mark:], []byte("\n")) {
-		all := true
-		for _, sub := range subs {
-			all = all && bytes.Contains(line, []byte(sub))
-		}
-		if all {
-			return true
-		}
-	}
-	return false
-}
-
-func newLogSink(t testing.TB) *logSink {
-	s := &logSink{t: t}
-	t.Cleanup(func() { s.mu.Lock(); s.done = true; s.mu.Unlock() })
-	return s
-}
-
-func (s *logSink) logger() *slog.Logger {
-	lv := slog.LevelInfo
-	if os.Getenv("VIPD_TEST_DEBUG") != "" {
-		lv = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(s, &slog.HandlerOptions{Level: lv}))
-}
+// testKey is the cluster key of test clusters: every test cluster runs the secure default unless a test asks
+// for another mode.
+var testKey = []byte("cluster-test-key-of-32-bytes-ok!")
 
 // randomNet returns a random 127.a.b. prefix so concurrent test packages (and other engineers' tests on the
 // default ports) never collide.
@@ -106,7 +32,7 @@ type tnode struct {
 	cfg  Config
 	c    *Cluster
 	part *Partition
-	logs *logSink
+	logs *testutil.LogSink
 	ip   string
 }
 
@@ -134,16 +60,17 @@ func makeCluster(t testing.TB, n int, start bool, opts ...clusterOpt) *tcluster 
 			}
 		}
 		part := NewPartition()
-		sink := newLogSink(t)
+		sink := testutil.NewLogSink(t)
 		cfg := Config{
 			NodeName:        fmt.Sprintf("n%d", i+1),
 			BindAddr:        ip,
 			DataDir:         filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
 			BootstrapExpect: n,
 			Join:            join,
-			Logger:          sink.logger().With("test_node", fmt.Sprintf("n%d", i+1)),
+			Logger:          sink.Logger(slog.LevelInfo).With("test_node", fmt.Sprintf("n%d", i+1)),
 			Version:         "test",
 			Partition:       part,
+			EncryptKey:      testKey,
 		}
 		for _, o := range opts {
 			o(i, &cfg)
@@ -207,7 +134,7 @@ func (tc *tcluster) waitLeader(timeout time.Duration, among ...int) int {
 		}
 	}
 	leader := -1
-	waitFor(tc.t, timeout, "exactly one leader", func() bool {
+	testutil.WaitFor(tc.t, timeout, "exactly one leader", func() bool {
 		n := 0
 		for _, i := range among {
 			if tc.nodes[i].c.IsLeader() {

@@ -135,7 +135,7 @@ func (c *Cluster) checkCluster(n *memberlist.Node) error {
 	}
 	addr := net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	c.foreign.Store(&foreignPeer{name: n.Name, addr: addr, id: theirs.ClusterID})
-	if c.refused.first(n.Name + "/" + theirs.ClusterID) {
+	if c.foreignLog.first(n.Name + "/" + theirs.ClusterID) {
 		c.log.Error(fmt.Sprintf("refusing node %s at %s: it belongs to cluster %s, this node to cluster %s: fix the -join that points one at the other, or, if %s should join this cluster, wipe %s's -data-dir",
 			n.Name, addr, theirs.ClusterID, ours, n.Name, n.Name), "peer", n.Name, "peer_cluster_id", theirs.ClusterID, "cluster_id", ours)
 	}

@@ -3,7 +3,9 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/vipd/vipd/internal/testutil"
 )
 
 // TestForeignCluster runs two independent clusters, A = {n1, n2} and B = {n3}, then restarts n3 with -join
@@ -32,7 +36,7 @@ func TestForeignCluster(t *testing.T) {
 	}
 	// Two clusters, two leaders: tc.waitLeader would call that split brain.
 	leaderA := -1
-	waitFor(t, 10*time.Second, "a leader in A and in B", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "a leader in A and in B", func() bool {
 		a0, a1 := tc.nodes[0].c.IsLeader(), tc.nodes[1].c.IsLeader()
 		if a0 && a1 {
 			t.Fatal("two leaders in A")
@@ -44,9 +48,9 @@ func TestForeignCluster(t *testing.T) {
 		}
 		return (a0 || a1) && tc.nodes[2].c.IsLeader()
 	})
-	waitFor(t, 5*time.Second, "A has 2 voters", func() bool { return len(tc.voters(leaderA)) == 2 })
+	testutil.WaitFor(t, 5*time.Second, "A has 2 voters", func() bool { return len(tc.voters(leaderA)) == 2 })
 	var idA, idB string
-	waitFor(t, 5*time.Second, "cluster IDs known", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "cluster IDs known", func() bool {
 		idA, idB = tc.nodes[0].c.Status().ClusterID, tc.nodes[2].c.Status().ClusterID
 		return idA != "" && idB != "" && tc.nodes[1].c.Status().ClusterID == idA
 	})
@@ -71,14 +75,14 @@ func TestForeignCluster(t *testing.T) {
 	// Restart n3 (keeping its data dir) pointed at A.
 	tc.kill(2)
 	tc.nodes[2].cfg.Join = []string{tc.nodes[0].ip, tc.nodes[1].ip}
-	tc.nodes[2].logs = newLogSink(t)
-	tc.nodes[2].cfg.Logger = tc.nodes[2].logs.logger()
+	tc.nodes[2].logs = testutil.NewLogSink(t)
+	tc.nodes[2].cfg.Logger = tc.nodes[2].logs.Logger(slog.LevelInfo)
 	tc.start(2)
 	bad := tc.nodes[2].c
 	if id := bad.Status().ClusterID; id != idB {
 		t.Fatalf("restarted n3 has cluster ID %q before raft replay, want %s from its data dir", id, idB)
 	}
-	waitFor(t, 10*time.Second, "n3 reports the foreign cluster", func() bool { return bad.Status().Problem != "" })
+	testutil.WaitFor(t, 10*time.Second, "n3 reports the foreign cluster", func() bool { return bad.Status().Problem != "" })
 	p := bad.Status().Problem
 	t.Logf("n3 problem: %s", p)
 	for _, want := range []string{ErrForeignCluster.Error(), idA, idB, "-join", "-data-dir"} {
@@ -89,8 +93,8 @@ func TestForeignCluster(t *testing.T) {
 	if bad.Status().Joined {
 		t.Error("n3 reports joined")
 	}
-	waitFor(t, 2*time.Second, "A logs the refusal", func() bool {
-		return tc.nodes[0].logs.containsLine("refusing node n3", idA, idB) || tc.nodes[1].logs.containsLine("refusing node n3", idA, idB)
+	testutil.WaitFor(t, 2*time.Second, "A logs the refusal", func() bool {
+		return tc.nodes[0].logs.ContainsLine("refusing node n3", idA, idB) || tc.nodes[1].logs.ContainsLine("refusing node n3", idA, idB)
 	})
 	// Give gossip time to (wrongly) spread n3, then check A is untouched.
 	time.Sleep(time.Second)
@@ -124,7 +128,7 @@ func TestForeignCluster(t *testing.T) {
 func TestClusterIDSurvivesRecover(t *testing.T) {
 	tc := makeCluster(t, 1, true)
 	n1 := tc.nodes[0]
-	waitFor(t, 10*time.Second, "cluster ID", func() bool { return n1.c.Status().ClusterID != "" })
+	testutil.WaitFor(t, 10*time.Second, "cluster ID", func() bool { return n1.c.Status().ClusterID != "" })
 	id := n1.c.Status().ClusterID
 	tc.kill(0)
 	if err := Recover(n1.cfg.DataDir, []Peer{{Name: "n1", Addr: n1.c.raftAddr}}); err != nil {
@@ -134,14 +138,14 @@ func TestClusterIDSurvivesRecover(t *testing.T) {
 	if err := os.Remove(filepath.Join(n1.cfg.DataDir, clusterIDFile)); err != nil {
 		t.Fatal(err)
 	}
-	mark := n1.logs.mark()
+	mark := n1.logs.Mark()
 	tc.start(0)
-	waitFor(t, 5*time.Second, "ID restored from the snapshot", func() bool { return n1.c.Status().ClusterID == id })
-	waitFor(t, 5*time.Second, "recovered node leads", func() bool { return n1.c.IsLeader() })
+	testutil.WaitFor(t, 5*time.Second, "ID restored from the snapshot", func() bool { return n1.c.Status().ClusterID == id })
+	testutil.WaitFor(t, 5*time.Second, "recovered node leads", func() bool { return n1.c.IsLeader() })
 	if err := n1.c.Barrier(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n1.logs.containsLineSince(mark, "cluster ID assigned") || n1.c.Status().ClusterID != id {
+	if n1.logs.ContainsLineSince(mark, "cluster ID assigned") || n1.c.Status().ClusterID != id {
 		t.Errorf("recovered node assigned a new cluster ID (now %q, was %s)", n1.c.Status().ClusterID, id)
 	}
 	if b, err := os.ReadFile(filepath.Join(n1.cfg.DataDir, clusterIDFile)); err != nil || strings.TrimSpace(string(b)) != id {
@@ -151,17 +155,17 @@ func TestClusterIDSurvivesRecover(t *testing.T) {
 
 func TestFSM(t *testing.T) {
 	var learned []string
-	f := newFSM(func(id string) { learned = append(learned, id) })
+	f := newFSM(func(id string) { learned = append(learned, id) }, nil)
 	apply := func(id string) any {
 		return f.Apply(&raft.Log{Type: raft.LogCommand, Data: append([]byte{cmdSetClusterID}, id...)})
 	}
-	if got := f.Apply(&raft.Log{Type: raft.LogCommand, Data: []byte{99, 1}}); got != "" {
-		t.Errorf("unknown command = %v", got)
+	if got, ok := f.Apply(&raft.Log{Type: raft.LogCommand, Data: []byte{99, 1}}).(error); !ok || !errors.Is(got, errBadCommand) {
+		t.Errorf("unknown command = %v, want errBadCommand", got)
 	}
-	if got := apply("a"); got != "a" {
+	if got := apply("aa"); got != "aa" {
 		t.Errorf("first set = %v", got)
 	}
-	if got := apply("b"); got != "a" {
+	if got := apply("bb"); got != "aa" {
 		t.Errorf("second set = %v, want the first ID to stay", got)
 	}
 	snap, _ := f.Snapshot()
@@ -169,18 +173,18 @@ func TestFSM(t *testing.T) {
 	if err := snap.Persist(sink); err != nil {
 		t.Fatal(err)
 	}
-	g := newFSM(func(id string) { learned = append(learned, "restored:"+id) })
+	g := newFSM(func(id string) { learned = append(learned, "restored:"+id) }, nil)
 	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
 		t.Fatal(err)
 	}
-	if g.clusterID() != "a" {
+	if g.clusterID() != "aa" {
 		t.Errorf("restored ID = %q", g.clusterID())
 	}
-	old := newFSM(nil) // snapshot written before the cluster ID existed
+	old := newFSM(nil, nil) // snapshot written before the cluster ID existed
 	if err := old.Restore(io.NopCloser(bytes.NewReader(nil))); err != nil || old.clusterID() != "" {
 		t.Errorf("empty snapshot: err %v, ID %q", err, old.clusterID())
 	}
-	if !slices.Equal(learned, []string{"a", "restored:a"}) {
+	if !slices.Equal(learned, []string{"aa", "restored:aa"}) {
 		t.Errorf("callbacks = %v", learned)
 	}
 }

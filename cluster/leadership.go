@@ -12,35 +12,44 @@ import (
 // defaultOpTimeout bounds raft operations whose context has no deadline.
 const defaultOpTimeout = 10 * time.Second
 
+// LeaderState is one leadership notification: whether this node leads, and raft's term when raft reported
+// it. Two notifications with Leader true and different terms are two leaderships, even if the false in
+// between was coalesced away; the same term twice is one.
+type LeaderState struct {
+	Leader bool
+	Term   uint64
+}
+
 // fanout is the single reader of raft's NotifyCh (which, unlike LeaderCh, delivers every transition and blocks
 // raft until read). It hands the latest value to every subscriber through a cap-1 channel that always holds
 // the newest value (drain, then send), so a slow subscriber skips stale values but never misses the last one.
 type fanout struct {
 	mu   sync.Mutex
-	cur  bool
+	cur  LeaderState
 	next int
-	subs map[int]chan bool
+	subs map[int]chan LeaderState
 	stop chan struct{}
 }
 
-func newFanout() *fanout { return &fanout{subs: map[int]chan bool{}, stop: make(chan struct{})} }
+func newFanout() *fanout { return &fanout{subs: map[int]chan LeaderState{}, stop: make(chan struct{})} }
 
-// run forwards notify until stop is closed (by Shutdown only: raft blocks on NotifyCh, so the reader must
-// outlive every raft state change).
-func (f *fanout) run(notify <-chan bool) {
+// run forwards notify, with the term term reports at that moment, until stop is closed (by Shutdown only:
+// raft blocks on NotifyCh, so the reader must outlive every raft state change).
+func (f *fanout) run(notify <-chan bool, term func() uint64) {
 	for {
 		select {
 		case v := <-notify:
-			f.publish(v)
+			f.publish(v, term())
 		case <-f.stop:
 			return
 		}
 	}
 }
 
-func (f *fanout) publish(v bool) {
+func (f *fanout) publish(leader bool, term uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	v := LeaderState{Leader: leader, Term: term}
 	f.cur = v
 	for _, ch := range f.subs {
 		select {
@@ -51,12 +60,12 @@ func (f *fanout) publish(v bool) {
 	}
 }
 
-func (f *fanout) subscribe() (<-chan bool, func()) {
+func (f *fanout) subscribe() (<-chan LeaderState, func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := f.next
 	f.next++
-	ch := make(chan bool, 1)
+	ch := make(chan LeaderState, 1)
 	ch <- f.cur
 	f.subs[id] = ch
 	return ch, func() {
@@ -66,10 +75,11 @@ func (f *fanout) subscribe() (<-chan bool, func()) {
 	}
 }
 
-// WatchLeadership returns a channel that holds this node's latest raft leadership (true = leader) and a
+// WatchLeadership returns a channel that holds this node's latest raft leadership, with its term, and a
 // function to unsubscribe. The channel has capacity 1 and always holds the newest value: a subscriber that
-// reads late sees the current state, never a stale one. It receives false when the node shuts down.
-func (c *Cluster) WatchLeadership() (<-chan bool, func()) { return c.leaders.subscribe() }
+// reads late sees the current state, never a stale one (compare terms to tell a new leadership from a
+// repeated one). It receives {false, 0} when the node shuts down.
+func (c *Cluster) WatchLeadership() (<-chan LeaderState, func()) { return c.leaders.subscribe() }
 
 // IsLeader reports whether raft currently considers this node leader (the lease check may still demote it).
 func (c *Cluster) IsLeader() bool {
@@ -111,7 +121,8 @@ func (c *Cluster) Barrier(ctx context.Context) error {
 }
 
 // VerifyLeader checks with a quorum that this node is still leader. It returns promptly on a follower and
-// within the lease timeout on a leader that lost its quorum.
+// within the lease timeout on a leader that lost its quorum; it returns ctx.Err() as soon as ctx ends,
+// leaving raft to finish the check in the background (Shutdown waits for that, so nothing outlives it).
 func (c *Cluster) VerifyLeader(ctx context.Context) error {
 	r := c.rft.Load()
 	if r == nil {
@@ -120,10 +131,26 @@ func (c *Cluster) VerifyLeader(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := r.VerifyLeader().Error(); err != nil {
-		return fmt.Errorf("verify raft leadership: %w", err)
+	c.verifyMu.RLock()
+	if c.stopped.Load() {
+		c.verifyMu.RUnlock()
+		return ErrNotStarted
 	}
-	return nil
+	f := r.VerifyLeader()
+	done := make(chan error, 1)
+	go func() {
+		defer c.verifyMu.RUnlock() // raft has answered: Shutdown may proceed
+		done <- f.Error()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("verify raft leadership: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // TransferLeadership hands leadership to toNode ("" = the most up-to-date voter raft picks) and waits until

@@ -51,7 +51,7 @@ func (c *Cluster) leaveRaft(ctx context.Context, r *raft.Raft) error {
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	transferred := true // Leave tried once already
+	retried := false // Leave tried a transfer once already; one more try here
 	for {
 		cfg, err := c.configuration()
 		if err != nil {
@@ -69,16 +69,18 @@ func (c *Cluster) leaveRaft(ctx context.Context, r *raft.Raft) error {
 			return nil
 		}
 		if r.State() == raft.Leader {
-			if !transferred {
-				transferred = true
+			// Still (or again) leader: Leave's transfer failed, or leadership came back. Try once more, since a
+			// transfer elects the successor at once; then the leader removes itself, and the others elect a
+			// successor after their heartbeat timeout.
+			if !retried {
+				retried = true
 				if err := r.LeadershipTransfer().Error(); err != nil {
-					c.log.Warn("leave: leadership transfer failed; removing self as leader", "err", err)
+					c.log.Warn("leave: leadership transfer failed again; removing self as leader", "err", err)
 				} else {
-					c.log.Info("leave: leadership transferred")
+					c.log.Info("leave: leadership transferred on the second try")
 					continue
 				}
 			}
-			// Transfer failed or leadership came back: the leader removes itself and steps down.
 			if err := r.RemoveServer(self, 0, raftChangeTimeout).Error(); err != nil {
 				c.log.Warn("leave: remove self from raft", "err", err)
 			}
@@ -114,12 +116,9 @@ func (c *Cluster) ForceLeave(name string) error {
 		return fmt.Errorf("force-leave %s: %w", name, err)
 	}
 	var target *raft.Server
-	var remaining []raft.Server
 	for i, s := range cfg.Servers {
 		if string(s.ID) == name {
 			target = &cfg.Servers[i]
-		} else if s.Suffrage == raft.Voter {
-			remaining = append(remaining, s)
 		}
 	}
 	if target == nil {
@@ -130,19 +129,9 @@ func (c *Cluster) ForceLeave(name string) error {
 		return fmt.Errorf("force-leave %s: %w", name, ErrUnknownNode)
 	}
 	if target.Suffrage == raft.Voter {
-		alive := 0
-		for _, s := range remaining {
-			if string(s.ID) == c.cfg.NodeName {
-				alive++
-				continue
-			}
-			if m, ok := c.members.get(string(s.ID)); ok && m.status == StatusAlive {
-				alive++
-			}
-		}
-		if quorum := len(remaining)/2 + 1; alive < quorum {
+		if remaining, alive, quorum := c.quorumWithout(cfg, name); alive < quorum {
 			return fmt.Errorf("force-leave %s: %w: %d voters would remain, only %d of them alive, and a quorum needs %d; bring nodes back or use recover",
-				name, ErrQuorum, len(remaining), alive, quorum)
+				name, ErrQuorum, remaining, alive, quorum)
 		}
 	}
 	if err := r.RemoveServer(target.ID, 0, raftChangeTimeout).Error(); err != nil {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/vipd/vipd/internal/testutil"
 )
 
 func TestLeave(t *testing.T) {
@@ -17,7 +19,7 @@ func TestLeave(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tc := makeCluster(t, 3, true)
 			leader := tc.waitLeader(10 * time.Second)
-			waitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
+			testutil.WaitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
 			who := (leader + 1) % 3
 			if leaderLeaves {
 				who = leader
@@ -35,11 +37,11 @@ func TestLeave(t *testing.T) {
 			}
 			nl := tc.waitLeader(2*time.Second, rest...)
 			gone := tc.nodes[who].cfg.NodeName
-			waitFor(t, 5*time.Second, "departed node removed from raft", func() bool {
+			testutil.WaitFor(t, 5*time.Second, "departed node removed from raft", func() bool {
 				v := tc.voters(nl)
 				return len(v) == 2 && !slices.Contains(v, gone)
 			})
-			waitFor(t, 5*time.Second, "departed node shown as left", func() bool {
+			testutil.WaitFor(t, 5*time.Second, "departed node shown as left", func() bool {
 				for _, m := range tc.nodes[nl].c.Members() {
 					if m.Name == gone {
 						return m.Status == StatusLeft && m.Role == RoleNone
@@ -59,7 +61,7 @@ func TestLeave(t *testing.T) {
 func TestForceLeave(t *testing.T) {
 	tc := makeCluster(t, 5, true)
 	leader := tc.waitLeader(10 * time.Second)
-	waitFor(t, 5*time.Second, "5 voters", func() bool { return len(tc.voters(leader)) == 5 })
+	testutil.WaitFor(t, 5*time.Second, "5 voters", func() bool { return len(tc.voters(leader)) == 5 })
 	var dead, alive []int
 	for i := range tc.nodes {
 		if i != leader && len(dead) < 2 {
@@ -72,7 +74,7 @@ func TestForceLeave(t *testing.T) {
 		tc.kill(i)
 	}
 	lc := tc.nodes[leader].c
-	waitFor(t, 10*time.Second, "killed nodes marked dead", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "killed nodes marked dead", func() bool {
 		n := 0
 		for _, m := range lc.Members() {
 			if m.Status == StatusDead {
@@ -122,7 +124,7 @@ func TestForceLeave(t *testing.T) {
 func TestRecover(t *testing.T) {
 	tc := makeCluster(t, 3, true)
 	leader := tc.waitLeader(10 * time.Second)
-	waitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
+	testutil.WaitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
 	for i := range tc.nodes {
 		tc.kill(i)
 	}
@@ -139,7 +141,7 @@ func TestRecover(t *testing.T) {
 	}
 	n1.cfg.Join = nil
 	tc.start(0)
-	waitFor(t, 5*time.Second, "recovered node leads alone", func() bool { return n1.c.IsLeader() })
+	testutil.WaitFor(t, 5*time.Second, "recovered node leads alone", func() bool { return n1.c.IsLeader() })
 	if st := n1.c.Status(); st.Voters != 1 {
 		t.Errorf("voters = %d, want 1", st.Voters)
 	}

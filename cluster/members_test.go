@@ -3,6 +3,8 @@ package cluster
 import (
 	"testing"
 	"time"
+
+	"github.com/vipd/vipd/internal/testutil"
 )
 
 // TestMembersSuspectAfterKill: `vipd members` on a survivor must stop calling a freshly killed node alive
@@ -12,14 +14,14 @@ import (
 func TestMembersSuspectAfterKill(t *testing.T) {
 	tc := makeCluster(t, 3, true)
 	leader := tc.waitLeader(10 * time.Second)
-	waitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
+	testutil.WaitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
 	victim := (leader + 1) % 3
 	name := tc.nodes[victim].cfg.NodeName
 	var survivors []int
 	for i := range tc.nodes {
 		if i != victim {
 			survivors = append(survivors, i)
-			waitFor(t, 5*time.Second, "all alive", func() bool { return tc.statusOf(i, name) == StatusAlive })
+			testutil.WaitFor(t, 5*time.Second, "all alive", func() bool { return tc.statusOf(i, name) == StatusAlive })
 		}
 	}
 	// Stable cluster: no false suspicion over a few probe rounds.
@@ -38,7 +40,7 @@ func TestMembersSuspectAfterKill(t *testing.T) {
 	for _, i := range survivors {
 		seen[i] = map[MemberStatus]time.Duration{}
 	}
-	waitFor(t, 10*time.Second, name+" dead on every survivor", func() bool {
+	testutil.WaitFor(t, 10*time.Second, name+" dead on every survivor", func() bool {
 		done := true
 		for _, i := range survivors {
 			st := tc.statusOf(i, name)

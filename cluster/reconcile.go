@@ -51,6 +51,7 @@ func (c *Cluster) maintainOnce(st *maintainState) {
 	if !st.booted {
 		c.maybeBootstrap(st)
 	}
+	c.syncKeyMeta()
 	if r.State() == raft.Leader && !c.leaving.Load() {
 		if c.fsm.clusterID() == "" {
 			c.assignClusterID(r)
@@ -114,8 +115,9 @@ func (c *Cluster) maybeBootstrap(st *maintainState) {
 }
 
 // reconcile (leader only) makes raft's configuration follow gossip: an alive member that is not a server is
-// added (a voter while there are fewer than 5, else a non-voter); a member that left gracefully, or is leaving,
-// is removed; a failed member stays a voter until ForceLeave.
+// added (a voter while there are fewer than 5, else a non-voter) once this leader has authenticated it at its
+// Raft address (admission.go); a member that left gracefully, or is leaving, is removed; a failed member
+// stays a voter until ForceLeave, or until it has failed for longer than ReapAfter.
 func (c *Cluster) reconcile() {
 	r := c.rft.Load()
 	cfg, err := c.configuration()
@@ -151,28 +153,40 @@ func (c *Cluster) reconcile() {
 			c.log.Info("reconcile: removed departed node from raft", "peer", m.name)
 		case m.status == StatusAlive && m.meta.RaftAddr != "":
 			addr := raft.ServerAddress(m.meta.RaftAddr)
-			var f raft.IndexFuture
+			var voter bool
 			switch {
 			case !isServer && voters < maxVoters:
-				f = r.AddVoter(id, addr, 0, raftChangeTimeout)
-				voters++
+				voter = true
 			case !isServer:
-				f = r.AddNonvoter(id, addr, 0, raftChangeTimeout)
 			case srv.Suffrage != raft.Voter && voters < maxVoters:
-				f = r.AddVoter(id, addr, 0, raftChangeTimeout) // promote
-				voters++
-			case srv.Address != addr && srv.Suffrage == raft.Voter:
-				f = r.AddVoter(id, addr, 0, raftChangeTimeout) // address changed
+				voter = true // promote
 			case srv.Address != addr:
-				f = r.AddNonvoter(id, addr, 0, raftChangeTimeout)
+				voter = srv.Suffrage == raft.Voter // address changed
 			default:
 				continue
+			}
+			if !c.admitted(m.name, string(addr)) {
+				continue
+			}
+			var f raft.IndexFuture
+			if voter {
+				f = r.AddVoter(id, addr, 0, raftChangeTimeout)
+				if !isServer || srv.Suffrage != raft.Voter {
+					voters++
+				}
+			} else {
+				f = r.AddNonvoter(id, addr, 0, raftChangeTimeout)
 			}
 			if err := f.Error(); err != nil {
 				c.log.Warn("reconcile: add node to raft", "peer", m.name, "raft_addr", addr, "err", err)
 				return
 			}
-			c.log.Info("reconcile: added node to raft", "peer", m.name, "raft_addr", addr)
+			c.log.Info("reconcile: added node to raft", "peer", m.name, "raft_addr", addr, "voter", voter)
+		}
+	}
+	if c.cfg.ReapAfter > 0 {
+		if cfg, err := c.configuration(); err == nil { // the loop above may have changed it
+			c.reap(cfg, time.Now())
 		}
 	}
 }

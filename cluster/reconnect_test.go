@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/vipd/vipd/internal/testutil"
 )
 
 // TestReconnectAfterPartition partitions one node long enough for gossip to declare it dead on both sides and
@@ -15,7 +17,7 @@ import (
 func TestReconnectAfterPartition(t *testing.T) {
 	tc := makeCluster(t, 3, true)
 	leader := tc.waitLeader(10 * time.Second)
-	waitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
+	testutil.WaitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
 	allAlive := func() bool {
 		for i, nd := range tc.nodes {
 			if nd.c == nil {
@@ -29,13 +31,13 @@ func TestReconnectAfterPartition(t *testing.T) {
 		}
 		return true
 	}
-	waitFor(t, 5*time.Second, "all alive before the partition", allAlive)
+	testutil.WaitFor(t, 5*time.Second, "all alive before the partition", allAlive)
 
 	tc.partition(2)
 	// 3 nodes: a probe round (each peer is probed every 2 × 500 ms) plus the suspicion timeout,
 	// SuspicionMult(4) × ProbeInterval(500 ms) = 2 s, as no third node can confirm the suspicion.
 	cut := time.Now()
-	waitFor(t, 10*time.Second, "n3 dead on both sides", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "n3 dead on both sides", func() bool {
 		return tc.statusOf(0, "n3") == StatusDead && tc.statusOf(1, "n3") == StatusDead &&
 			tc.statusOf(2, "n1") == StatusDead && tc.statusOf(2, "n2") == StatusDead
 	})
@@ -46,12 +48,12 @@ func TestReconnectAfterPartition(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	healed := time.Now()
 	tc.heal()
-	waitFor(t, 5*time.Second, "all three alive everywhere after heal", allAlive)
+	testutil.WaitFor(t, 5*time.Second, "all three alive everywhere after heal", allAlive)
 	t.Logf("gossip converged %v after heal", time.Since(healed))
 	for i, peer := range []string{"n3", "n3", "n1"} {
-		waitFor(t, 3*reconnectInterval, "failure and recovery logged", func() bool {
-			return tc.nodes[i].logs.containsLine("member failed; trying to re-join", "peer="+peer) &&
-				tc.nodes[i].logs.containsLine("reachable again", "peer="+peer)
+		testutil.WaitFor(t, 3*reconnectInterval, "failure and recovery logged", func() bool {
+			return tc.nodes[i].logs.ContainsLine("member failed; trying to re-join", "peer="+peer) &&
+				tc.nodes[i].logs.ContainsLine("reachable again", "peer="+peer)
 		})
 	}
 
@@ -62,12 +64,12 @@ func TestReconnectAfterPartition(t *testing.T) {
 		t.Fatalf("barrier: %v", err)
 	}
 	target := tc.nodes[leader].c.Status().CommitIndex
-	waitFor(t, 15*time.Second, "n3's raft log caught up", func() bool { return tc.nodes[2].c.Status().AppliedIndex >= target })
+	testutil.WaitFor(t, 15*time.Second, "n3's raft log caught up", func() bool { return tc.nodes[2].c.Status().AppliedIndex >= target })
 	t.Logf("n3's raft log caught up %v after heal", time.Since(healed))
 
 	marks := make([]int, len(tc.nodes))
 	for i, nd := range tc.nodes {
-		marks[i] = nd.logs.mark()
+		marks[i] = nd.logs.Mark()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -75,14 +77,14 @@ func TestReconnectAfterPartition(t *testing.T) {
 		t.Fatalf("n3 Leave: %v", err)
 	}
 	for i := range 2 {
-		waitFor(t, 5*time.Second, "n3 left", func() bool { return tc.statusOf(i, "n3") == StatusLeft })
+		testutil.WaitFor(t, 5*time.Second, "n3 left", func() bool { return tc.statusOf(i, "n3") == StatusLeft })
 	}
 	time.Sleep(3 * reconnectInterval) // several reconnect rounds
 	for i := range 2 {
 		if st := tc.statusOf(i, "n3"); st != StatusLeft {
 			t.Errorf("n%d lists departed n3 as %s", i+1, st)
 		}
-		if tc.nodes[i].logs.containsLineSince(marks[i], "trying to re-join", "peer=n3") {
+		if tc.nodes[i].logs.ContainsLineSince(marks[i], "trying to re-join", "peer=n3") {
 			t.Errorf("n%d tried to re-join n3, which left gracefully", i+1)
 		}
 	}

@@ -1,13 +1,12 @@
 package cluster
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
+	"strings"
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -19,8 +18,22 @@ type Peer struct {
 	Name, Addr string
 }
 
-// ErrInvalidPeers is wrapped by Recover's validation errors.
-var ErrInvalidPeers = errors.New("invalid recover peers")
+// ErrInvalidPeers is wrapped by ParsePeer's and Recover's validation errors. It wraps ErrInvalidConfig, so
+// a caller that treats configuration errors as usage errors treats these alike.
+var ErrInvalidPeers = fmt.Errorf("%w: recover peers", ErrInvalidConfig)
+
+// ParsePeer parses one `vipd recover -peer` value, NODE=IP:PORT, and checks it as Recover does.
+func ParsePeer(s string) (Peer, error) {
+	name, addr, ok := strings.Cut(s, "=")
+	if !ok || name == "" || addr == "" {
+		return Peer{}, fmt.Errorf("%w: %q: want NODE=IP:PORT, e.g. lb1=10.0.0.11:7947", ErrInvalidPeers, s)
+	}
+	p := Peer{Name: name, Addr: addr}
+	if err := checkPeer(p); err != nil {
+		return Peer{}, err
+	}
+	return p, nil
+}
 
 // Recover rewrites the raft configuration stored in dataDir to exactly peers (hashicorp/raft's
 // RecoverCluster): the runbook when a majority of nodes is lost for good. Run it, offline, on every surviving
@@ -53,7 +66,7 @@ func Recover(dataDir string, peers []Peer) error {
 	}
 	_, trans := raft.NewInmemTransport("")
 	defer trans.Close()
-	if err := raft.RecoverCluster(conf, newFSM(nil), store, store, snaps, trans, raft.Configuration{Servers: servers}); err != nil {
+	if err := raft.RecoverCluster(conf, newFSM(nil, nil), store, store, snaps, trans, raft.Configuration{Servers: servers}); err != nil {
 		return fmt.Errorf("recover %s: %w", dataDir, err)
 	}
 	return nil
@@ -65,23 +78,36 @@ func validatePeers(peers []Peer) error {
 	}
 	names, addrs := map[string]bool{}, map[string]bool{}
 	for _, p := range peers {
-		if p.Name == "" {
-			return fmt.Errorf("%w: peer with address %q has no name", ErrInvalidPeers, p.Addr)
+		if err := checkPeer(p); err != nil {
+			return err
 		}
-		host, port, err := net.SplitHostPort(p.Addr)
-		if err != nil || host == "" {
-			return fmt.Errorf("%w: peer %s address %q is not host:port", ErrInvalidPeers, p.Name, p.Addr)
-		}
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("%w: peer %s address %q has a bad port", ErrInvalidPeers, p.Name, p.Addr)
-		}
+		ap, _ := netip.ParseAddrPort(p.Addr) // checked
 		if names[p.Name] {
 			return fmt.Errorf("%w: peer name %s given twice", ErrInvalidPeers, p.Name)
 		}
-		if addrs[p.Addr] {
+		if addrs[ap.String()] {
 			return fmt.Errorf("%w: peer address %s given twice", ErrInvalidPeers, p.Addr)
 		}
-		names[p.Name], addrs[p.Addr] = true, true
+		names[p.Name], addrs[ap.String()] = true, true
+	}
+	return nil
+}
+
+// checkPeer checks one peer: a valid node name and an IP:port Raft address (a host name would be resolved
+// differently by each node, and raft compares addresses as strings).
+func checkPeer(p Peer) error {
+	if p.Name == "" {
+		return fmt.Errorf("%w: peer with address %q has no name", ErrInvalidPeers, p.Addr)
+	}
+	if !ValidNodeName(p.Name) {
+		return fmt.Errorf("%w: peer name %q: use 1-%d characters from A-Z a-z 0-9 . _ -", ErrInvalidPeers, p.Name, maxNodeName)
+	}
+	ap, err := netip.ParseAddrPort(p.Addr)
+	if err != nil {
+		return fmt.Errorf("%w: peer %s address %q is not IP:PORT", ErrInvalidPeers, p.Name, p.Addr)
+	}
+	if ap.Port() == 0 || ap.Addr().IsUnspecified() || ap.Addr().Zone() != "" {
+		return fmt.Errorf("%w: peer %s address %q needs a specific IP (no zone) and a port 1-65535", ErrInvalidPeers, p.Name, p.Addr)
 	}
 	return nil
 }

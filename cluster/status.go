@@ -32,12 +32,16 @@ type Status struct {
 	// ClusterID identifies the cluster this node belongs to; empty until the first leader has assigned it and
 	// this node has learned it (identity.go).
 	ClusterID string
+	// Security is how this node authenticates its peers ("mtls", "key", "mtls+key" or "insecure").
+	Security SecurityMode
+	// Refused counts refused Raft connections and RPCs, and gossip of invalid node names, since Start.
+	Refused uint64
 }
 
 // Status reports this node's raft state. It is cheap enough for an admin API request.
 func (c *Cluster) Status() Status {
 	st := Status{Node: c.cfg.NodeName, State: raft.Shutdown.String(), Role: RoleNone, Joined: c.joined.Load(),
-		ClusterID: c.localMeta().ClusterID}
+		ClusterID: c.localMeta().ClusterID, Security: c.mode, Refused: c.refused.total()}
 	if p := c.problem.Load(); p != nil {
 		st.Problem = *p
 	}
@@ -118,9 +122,10 @@ func (c *Cluster) Members() []Member {
 	}
 	out := make([]Member, 0, len(recs))
 	for _, rec := range recs {
-		m := Member{Name: rec.name, Addr: rec.addr, Status: rec.status, Meta: rec.meta.Meta, Role: RoleNone}
+		m := Member{Name: rec.name, Addr: rec.addr, Status: rec.status, Meta: rec.meta.Meta, Role: RoleNone,
+			Security: rec.meta.Security}
 		if rec.name == c.cfg.NodeName {
-			m.Meta = c.localMeta().Meta
+			m.Meta, m.Security = c.localMeta().Meta, c.mode
 		}
 		if m.Status == StatusAlive && rec.name != c.cfg.NodeName &&
 			(live[rec.name] == memberlist.StateSuspect || now.Sub(rec.heard) > silent) {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-	"github.com/hashicorp/raft"
 )
 
 // errBlocked is returned when a Partition drops a dial.
@@ -117,99 +116,10 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// streamLayer is raft's TCP stream layer (as raft.NewTCPTransport builds it) with the Partition filter applied
-// to dials and accepted connections.
-//
-// Close also closes every accepted connection: raft's NetworkTransport.Close leaves inbound handlers blocked
-// in Read until the peer hangs up, which would outlive Shutdown.
-type streamLayer struct {
-	ln        net.Listener
-	advertise net.Addr
-	local     *net.TCPAddr // source address for dials when filtering, so peers see our IP
-	filter    *netFilter
-
-	mu       sync.Mutex
-	closed   bool
-	accepted map[*acceptedConn]struct{}
-}
-
-type acceptedConn struct {
-	net.Conn
-	s    *streamLayer
-	once sync.Once
-}
-
-func (c *acceptedConn) Close() error {
-	c.once.Do(func() {
-		c.s.mu.Lock()
-		delete(c.s.accepted, c)
-		c.s.mu.Unlock()
-	})
-	return c.Conn.Close()
-}
-
-var _ raft.StreamLayer = (*streamLayer)(nil)
-
-func (s *streamLayer) Accept() (net.Conn, error) {
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			return nil, err
-		}
-		if s.filter.isBlocked(c.RemoteAddr().String()) {
-			c.Close()
-			continue
-		}
-		ac := &acceptedConn{Conn: s.filter.track(c), s: s}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			ac.Conn.Close()
-			return nil, net.ErrClosed
-		}
-		if s.accepted == nil {
-			s.accepted = map[*acceptedConn]struct{}{}
-		}
-		s.accepted[ac] = struct{}{}
-		s.mu.Unlock()
-		return ac, nil
-	}
-}
-
-func (s *streamLayer) Close() error {
-	err := s.ln.Close()
-	s.mu.Lock()
-	s.closed = true
-	conns := s.accepted
-	s.accepted = nil
-	s.mu.Unlock()
-	for c := range conns {
-		c.Conn.Close()
-	}
-	return err
-}
-
-func (s *streamLayer) Addr() net.Addr { return s.advertise }
-
-func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	if s.filter.isBlocked(string(addr)) {
-		return nil, fmt.Errorf("dial %s: %w", addr, errBlocked)
-	}
-	d := net.Dialer{Timeout: timeout}
-	if s.filter != nil {
-		d.LocalAddr = s.local
-	}
-	c, err := d.Dial("tcp", string(addr))
-	if err != nil {
-		return nil, err
-	}
-	return s.filter.track(c), nil
-}
-
-// filteredTransport is memberlist's NetTransport with the Partition filter applied to outgoing packets and dials.
-// Filtering outgoing traffic on both sides of a partition is enough to cut gossip in both directions.
+// filteredTransport is a memberlist transport with the Partition filter applied to outgoing packets and
+// dials. Filtering outgoing traffic on both sides of a partition is enough to cut gossip in both directions.
 type filteredTransport struct {
-	*memberlist.NetTransport
+	memberlist.NodeAwareTransport
 	filter *netFilter
 }
 
@@ -219,26 +129,26 @@ func (t *filteredTransport) WriteTo(b []byte, addr string) (time.Time, error) {
 	if t.filter.isBlocked(addr) {
 		return time.Now(), nil // a dropped datagram is not an error
 	}
-	return t.NetTransport.WriteTo(b, addr)
+	return t.NodeAwareTransport.WriteTo(b, addr)
 }
 
 func (t *filteredTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
 	if t.filter.isBlocked(a.Addr) {
 		return time.Now(), nil
 	}
-	return t.NetTransport.WriteToAddress(b, a)
+	return t.NodeAwareTransport.WriteToAddress(b, a)
 }
 
 func (t *filteredTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
 	if t.filter.isBlocked(addr) {
 		return nil, fmt.Errorf("dial %s: %w", addr, errBlocked)
 	}
-	return t.NetTransport.DialTimeout(addr, timeout)
+	return t.NodeAwareTransport.DialTimeout(addr, timeout)
 }
 
 func (t *filteredTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
 	if t.filter.isBlocked(a.Addr) {
 		return nil, fmt.Errorf("dial %s: %w", a.Addr, errBlocked)
 	}
-	return t.NetTransport.DialAddressTimeout(a, timeout)
+	return t.NodeAwareTransport.DialAddressTimeout(a, timeout)
 }

@@ -135,6 +135,7 @@ func newVIPCluster(t *testing.T, n int, opts vipClusterOpts) *vipCluster {
 			Logger:          clog.With("test_node", name),
 			Version:         "test",
 			Partition:       cluster.NewPartition(),
+			EncryptKey:      []byte("vip-test-cluster-key-32-bytes-ok"), // the secure default: a cluster key
 		}
 		if opts.Cluster != nil {
 			opts.Cluster(i, &ccfg)

@@ -2,6 +2,7 @@ package vip
 
 import (
 	"context"
+	"sync"
 
 	"github.com/vipd/vipd/cluster"
 )
@@ -24,8 +25,37 @@ func NewClusterLeadership(c *cluster.Cluster, self string) ClusterLeadership {
 	return ClusterLeadership{c: c, self: self}
 }
 
-// WatchLeadership follows Raft's leadership of this node.
-func (l ClusterLeadership) WatchLeadership() (<-chan bool, func()) { return l.c.WatchLeadership() }
+// WatchLeadership follows Raft's leadership of this node. cluster reports each value with its term; until
+// the Manager uses terms, this forwards the leadership flag (latest value wins, as cluster's channel does).
+func (l ClusterLeadership) WatchLeadership() (<-chan bool, func()) {
+	src, stopSrc := l.c.WatchLeadership()
+	out := make(chan bool, 1)
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		for {
+			select {
+			case v := <-src:
+				select {
+				case <-out:
+				default:
+				}
+				out <- v.Leader
+			case <-done:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return out, func() {
+		once.Do(func() {
+			close(done)
+			<-exited
+			stopSrc()
+		})
+	}
+}
 
 // Barrier commits a barrier: proof that this node leads the current term.
 func (l ClusterLeadership) Barrier(ctx context.Context) error { return l.c.Barrier(ctx) }
