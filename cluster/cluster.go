@@ -66,10 +66,10 @@ type Cluster struct {
 	// verifyMu: VerifyLeader holds it shared from asking raft until raft answered; Shutdown takes it
 	// exclusively before stopping raft, so no VerifyLeader future is left unanswered (and its goroutine
 	// stuck) by a shutdown.
-	verifyMu sync.RWMutex
-	foreign atomic.Pointer[foreignPeer] // last node refused for another cluster ID
+	verifyMu   sync.RWMutex
+	foreign    atomic.Pointer[foreignPeer] // last node refused for another cluster ID
 	foreignLog refusals
-	kick    chan struct{} // cap 1: membership changed, reconcile/bootstrap now
+	kick       chan struct{} // cap 1: membership changed, reconcile/bootstrap now
 
 	// Set by Start, read-only afterwards.
 	rft      atomic.Pointer[raft.Raft]

@@ -33,7 +33,7 @@ var errBadCommand = errors.New("malformed raft command")
 // (later ones are no-ops), and the latest keyring. Apply and Restore refuse malformed input with an error
 // and leave the state unchanged; they never panic.
 type fsm struct {
-	onID      func(id string)        // called when the ID becomes known (apply or restore); may be nil
+	onID      func(id string)       // called when the ID becomes known (apply or restore); may be nil
 	onKeyring func(st keyringState) // called with each applied or restored keyring; may be nil
 
 	mu      sync.Mutex

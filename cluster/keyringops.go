@@ -110,7 +110,9 @@ func (c *Cluster) Keyring() (KeyringStatus, error) {
 
 // InstallKey adds key to every node's keyring: accepted from now on, not yet used to encrypt gossip.
 // Installing an installed key does nothing. Leader-only in Raft: a follower forwards it to the leader.
-func (c *Cluster) InstallKey(ctx context.Context, key []byte) error { return c.keyOp(ctx, opInstall, key) }
+func (c *Cluster) InstallKey(ctx context.Context, key []byte) error {
+	return c.keyOp(ctx, opInstall, key)
+}
 
 // UseKey makes an installed key the primary everywhere. It refuses (ErrKeyringUnsafe) unless every alive
 // member gossips that it has the key installed.
@@ -119,7 +121,9 @@ func (c *Cluster) UseKey(ctx context.Context, key []byte) error { return c.keyOp
 // RemoveKey removes a key from every node's keyring: new Raft connections and gossip proven with it are
 // refused from then on. It refuses (ErrKeyringUnsafe) to remove the primary key of this node or of any alive
 // member.
-func (c *Cluster) RemoveKey(ctx context.Context, key []byte) error { return c.keyOp(ctx, opRemove, key) }
+func (c *Cluster) RemoveKey(ctx context.Context, key []byte) error {
+	return c.keyOp(ctx, opRemove, key)
+}
 
 func (c *Cluster) keyOp(ctx context.Context, op string, key []byte) error {
 	if c.keys == nil {
