@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
@@ -334,6 +333,3 @@ func fingerprints(keys [][]byte) []string {
 	}
 	return out
 }
-
-// sameKey reports whether a and b are the same key.
-func sameKey(a, b []byte) bool { return bytes.Equal(a, b) }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -111,8 +112,7 @@ func TestPartitionLeader(t *testing.T) {
 			tc.partition(old)
 			var stepDown time.Duration
 			newLeader := -1
-			deadline := time.Now().Add(5 * time.Second)
-			for time.Now().Before(deadline) && (stepDown == 0 || newLeader < 0) {
+			testutil.WaitFor(t, 5*time.Second, "old leader steps down and a new one is elected", func() bool {
 				sample()
 				if stepDown == 0 && !tc.nodes[old].c.IsLeader() {
 					stepDown = time.Since(cut)
@@ -122,8 +122,8 @@ func TestPartitionLeader(t *testing.T) {
 						newLeader = i
 					}
 				}
-				time.Sleep(2 * time.Millisecond)
-			}
+				return stepDown > 0 && newLeader >= 0
+			})
 			if stepDown == 0 || newLeader < 0 {
 				t.Fatalf("after 5s: old leader stepped down=%v, new leader=%d", stepDown > 0, newLeader)
 			}
@@ -135,18 +135,15 @@ func TestPartitionLeader(t *testing.T) {
 				t.Errorf("old leader stepped down after %v, want within %v", stepDown, limit)
 			}
 			// Keep sampling while partitioned: the isolated node must not become leader again.
-			for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); {
+			consistently(t, 500*time.Millisecond, "isolated old leader stays follower", func() error {
 				sample()
-				time.Sleep(2 * time.Millisecond)
-			}
-			if tc.nodes[old].c.IsLeader() {
-				t.Errorf("isolated old leader leads again")
-			}
+				if tc.nodes[old].c.IsLeader() {
+					return errors.New("isolated old leader leads again")
+				}
+				return nil
+			})
 			tc.heal()
-			for end := time.Now().Add(time.Second); time.Now().Before(end); {
-				sample()
-				time.Sleep(2 * time.Millisecond)
-			}
+			consistently(t, time.Second, "no split brain after heal", func() error { sample(); return nil })
 			tc.waitLeader(5 * time.Second)
 			testutil.WaitFor(t, 5*time.Second, "old leader rejoins as follower", func() bool {
 				st := tc.nodes[old].c.Status()

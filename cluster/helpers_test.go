@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -21,6 +22,25 @@ func TestMain(m *testing.M) {
 // testKey is the cluster key of test clusters: every test cluster runs the secure default unless a test asks
 // for another mode.
 var testKey = []byte("cluster-test-key-of-32-bytes-ok!")
+
+// consistently samples cond every 2 ms for d and fails the test the first time it does not hold: an
+// observation window ("nothing moves for a few gossip rounds"), the counterpart of testutil.WaitFor.
+func consistently(t testing.TB, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	end := time.After(d)
+	for {
+		if err := cond(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		select {
+		case <-end:
+			return
+		case <-tick.C:
+		}
+	}
+}
 
 // randomNet returns a random 127.a.b. prefix so concurrent test packages (and other engineers' tests on the
 // default ports) never collide.
@@ -71,6 +91,9 @@ func makeCluster(t testing.TB, n int, start bool, opts ...clusterOpt) *tcluster 
 			Version:         "test",
 			Partition:       part,
 			EncryptKey:      testKey,
+		}
+		if os.Getenv("VIPD_TEST_INSECURE") != "" {
+			insecureOpt(i, &cfg)
 		}
 		for _, o := range opts {
 			o(i, &cfg)

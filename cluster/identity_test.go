@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -96,18 +97,20 @@ func TestForeignCluster(t *testing.T) {
 	testutil.WaitFor(t, 2*time.Second, "A logs the refusal", func() bool {
 		return tc.nodes[0].logs.ContainsLine("refusing node n3", idA, idB) || tc.nodes[1].logs.ContainsLine("refusing node n3", idA, idB)
 	})
-	// Give gossip time to (wrongly) spread n3, then check A is untouched.
-	time.Sleep(time.Second)
-	for i := range 2 {
-		for _, m := range tc.nodes[i].c.Members() {
-			if m.Name == "n3" {
-				t.Errorf("n%d lists the foreign node: %+v", i+1, m)
+	// Give gossip time to (wrongly) spread n3, and check A stays untouched.
+	consistently(t, time.Second, "A untouched by n3", func() error {
+		for i := range 2 {
+			for _, m := range tc.nodes[i].c.Members() {
+				if m.Name == "n3" {
+					return fmt.Errorf("n%d lists the foreign node: %+v", i+1, m)
+				}
+			}
+			if st := tc.nodes[i].c.Status(); st.Problem != "" || st.ClusterID != idA {
+				return fmt.Errorf("n%d disturbed: %+v", i+1, st)
 			}
 		}
-		if st := tc.nodes[i].c.Status(); st.Problem != "" || st.ClusterID != idA {
-			t.Errorf("n%d disturbed: %+v", i+1, st)
-		}
-	}
+		return nil
+	})
 	after, err := tc.nodes[leaderA].c.configuration()
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -25,15 +26,16 @@ func TestMembersSuspectAfterKill(t *testing.T) {
 		}
 	}
 	// Stable cluster: no false suspicion over a few probe rounds.
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+	consistently(t, 3*time.Second, "no false suspicion", func() error {
 		for _, i := range survivors {
 			for _, m := range tc.nodes[i].c.Members() {
 				if m.Status != StatusAlive {
-					t.Fatalf("n%d reports %s %s in a stable cluster", i+1, m.Name, m.Status)
+					return fmt.Errorf("n%d reports %s %s in a stable cluster", i+1, m.Name, m.Status)
 				}
 			}
 		}
-	}
+		return nil
+	})
 	killed := time.Now()
 	tc.kill(victim)
 	seen := make([]map[MemberStatus]time.Duration, len(tc.nodes))

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -43,9 +44,15 @@ func TestReconnectAfterPartition(t *testing.T) {
 	})
 	t.Logf("n3 dead on both sides %v after the cut", time.Since(cut))
 	// While "dead" broadcasts are still being retransmitted memberlist heals by itself (it gossips to nodes
-	// dead for less than GossipToTheDeadTime); after they drain (4 transmissions, 50 ms gossip interval)
-	// nothing would ever reach the other side again.
-	time.Sleep(2 * time.Second)
+	// dead for less than GossipToTheDeadTime); they drain within 4 transmissions at the 50 ms gossip
+	// interval. Stay cut until every node's reconnect loop has found its peer failed and tried it (a round
+	// comes at least 0.8 s after the death): by then the broadcasts have long drained, and only the
+	// reconnect loop can heal.
+	for i, peer := range []string{"n3", "n3", "n1"} {
+		testutil.WaitFor(t, 5*time.Second, "reconnect loop found the failed peer", func() bool {
+			return tc.nodes[i].logs.ContainsLine("member failed; trying to re-join", "peer="+peer)
+		})
+	}
 	healed := time.Now()
 	tc.heal()
 	testutil.WaitFor(t, 5*time.Second, "all three alive everywhere after heal", allAlive)
@@ -79,15 +86,17 @@ func TestReconnectAfterPartition(t *testing.T) {
 	for i := range 2 {
 		testutil.WaitFor(t, 5*time.Second, "n3 left", func() bool { return tc.statusOf(i, "n3") == StatusLeft })
 	}
-	time.Sleep(3 * reconnectInterval) // several reconnect rounds
-	for i := range 2 {
-		if st := tc.statusOf(i, "n3"); st != StatusLeft {
-			t.Errorf("n%d lists departed n3 as %s", i+1, st)
+	consistently(t, 3*reconnectInterval, "departed n3 stays left, never re-joined", func() error {
+		for i := range 2 {
+			if st := tc.statusOf(i, "n3"); st != StatusLeft {
+				return fmt.Errorf("n%d lists departed n3 as %s", i+1, st)
+			}
+			if tc.nodes[i].logs.ContainsLineSince(marks[i], "trying to re-join", "peer=n3") {
+				return fmt.Errorf("n%d tried to re-join n3, which left gracefully", i+1)
+			}
 		}
-		if tc.nodes[i].logs.ContainsLineSince(marks[i], "trying to re-join", "peer=n3") {
-			t.Errorf("n%d tried to re-join n3, which left gracefully", i+1)
-		}
-	}
+		return nil
+	})
 }
 
 func TestReconnectTargets(t *testing.T) {

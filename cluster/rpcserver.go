@@ -238,7 +238,9 @@ func (c *serverConn) serve() error {
 	dec := codec.NewDecoder(r, &codec.MsgpackHandle{})
 	// Responses are encoded as raft's transport encodes them (it sets TimeNotBuiltin unless configured for
 	// the new time format), so the outbound NetworkTransport of any peer decodes them.
-	enc := codec.NewEncoder(w, &codec.MsgpackHandle{BasicHandle: codec.BasicHandle{TimeNotBuiltin: true}})
+	mh := &codec.MsgpackHandle{}
+	mh.TimeNotBuiltin = true
+	enc := codec.NewEncoder(w, mh)
 	for {
 		typ, err := r.ReadByte()
 		if err != nil {
@@ -345,7 +347,8 @@ func (c *serverConn) one(typ byte, r *bufio.Reader, dec *codec.Decoder, enc *cod
 func isHeartbeat(req *raft.AppendEntriesRequest) bool {
 	leader := req.Addr
 	if len(leader) == 0 {
-		leader = req.Leader //nolint:staticcheck // raft still fills the deprecated field
+		//lint:ignore SA1019 raft's own test reads the deprecated field for old senders
+		leader = req.Leader
 	}
 	return req.Term != 0 && leader != nil && req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&
 		len(req.Entries) == 0 && req.LeaderCommitIndex == 0
