@@ -33,8 +33,10 @@ const (
 	// handshakeTimeout bounds one inbound handshake (TLS and key proof), so a silent stranger holds a
 	// handshake slot for at most this long.
 	handshakeTimeout = 5 * time.Second
-	// maxHandshakes bounds concurrent inbound handshakes; a connection beyond it is closed at once.
-	maxHandshakes = 64
+	// maxHandshakes bounds concurrent inbound handshakes, and maxHandshakesPerIP those from one address, so
+	// one stranger cannot take every slot; a connection beyond either is closed at once.
+	maxHandshakes      = 64
+	maxHandshakesPerIP = 8
 	// rpcReadBuffer is the inbound read buffer (raft's own is 256 KiB for large AppendEntries batches).
 	rpcReadBuffer = 256 << 10
 )
@@ -59,8 +61,11 @@ type rpcServer struct {
 	ops     opHandler
 
 	consume chan raft.RPC
-	slots   chan struct{} // handshake slots
 	done    chan struct{}
+
+	slotMu sync.Mutex
+	slots  int            // handshakes in progress
+	perIP  map[string]int // handshakes in progress per peer IP
 
 	hbMu      sync.Mutex
 	heartbeat func(raft.RPC)
@@ -75,8 +80,8 @@ func newRPCServer(ln net.Listener, auth *peerAuth, filter *netFilter, log *slog.
 	return &rpcServer{
 		ln: ln, auth: auth, filter: filter, log: log, refused: refused, ops: ops,
 		consume: make(chan raft.RPC),
-		slots:   make(chan struct{}, maxHandshakes),
 		done:    make(chan struct{}),
+		perIP:   map[string]int{},
 		conns:   map[net.Conn]struct{}{},
 	}
 }
@@ -162,16 +167,15 @@ func (s *rpcServer) acceptLoop() {
 			raw.Close()
 			continue
 		}
-		select {
-		case s.slots <- struct{}{}:
-		default:
+		ip := hostOf(addr)
+		if err := s.takeSlot(ip); err != nil {
 			raw.Close()
-			s.refused.refused(addr, "too many handshakes", fmt.Errorf("%d handshakes in progress", maxHandshakes))
+			s.refused.refused(addr, "too many handshakes", err)
 			continue
 		}
 		conn := s.filter.track(raw)
 		if !s.track(conn) {
-			<-s.slots
+			s.releaseSlot(ip)
 			conn.Close()
 			return
 		}
@@ -185,11 +189,35 @@ func (s *rpcServer) acceptLoop() {
 	}
 }
 
+// takeSlot reserves a handshake slot for a connection from ip.
+func (s *rpcServer) takeSlot(ip string) error {
+	s.slotMu.Lock()
+	defer s.slotMu.Unlock()
+	if s.slots >= maxHandshakes {
+		return fmt.Errorf("%d handshakes in progress", s.slots)
+	}
+	if s.perIP[ip] >= maxHandshakesPerIP {
+		return fmt.Errorf("%d handshakes in progress from %s", s.perIP[ip], ip)
+	}
+	s.slots++
+	s.perIP[ip]++
+	return nil
+}
+
+func (s *rpcServer) releaseSlot(ip string) {
+	s.slotMu.Lock()
+	defer s.slotMu.Unlock()
+	s.slots--
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
 // handle authenticates one connection and serves its requests.
 func (s *rpcServer) handle(raw net.Conn, addr string) {
 	raw.SetDeadline(time.Now().Add(handshakeTimeout))
 	conn, names, err := s.auth.server(raw)
-	<-s.slots
+	s.releaseSlot(hostOf(addr))
 	if err != nil {
 		s.refused.refused(addr, refusalReason(err), err)
 		return
