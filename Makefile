@@ -2,7 +2,11 @@
 GO        ?= go
 BIN       := bin
 PKGS      := ./...
-LDFLAGS   := -s -w
+# The version is the nearest tag (v0.3.0, v0.3.0-4-gabc1234 after it), the commit the checkout's; "-dirty"
+# marks uncommitted changes. `vipd version`, vipd_build_info and `vipd members` show them.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell c=$$(git rev-parse --short=12 HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || c=$$c-dirty; echo $$c; } || echo unknown)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 export CGO_ENABLED := 0
 
 .PHONY: all build test unit lint fmt-check vet staticcheck integration bench bench-failover demo images clean

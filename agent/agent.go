@@ -28,9 +28,14 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is gossiped to peers and shown by `vipd members`.
 	Version string
+	// Build labels vipd_build_info; its Version should equal Version.
+	Build BuildInfo
 	// Kernel replaces the real netlink/ARP side of the VIP; tests pass an in-memory fake. Nil means the real
 	// kernel on the configured interface.
 	Kernel vip.Kernel
+	// DryRun builds and validates everything as for a start, but opens no socket and changes nothing on the
+	// host (the VIP side is only checked): `vipd validate`. A dry-run Agent must not be Run.
+	DryRun bool
 }
 
 // Agent is one running vipd node. Build it with New, run it with Run.
@@ -78,6 +83,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		ready:    make(chan struct{}),
 	}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerBuildInfo(a.reg, opts.Build)
 	a.adminLoopback = isLoopbackListen(cfg.HTTPAddr)
 	if cfg.HTTPTokenFile != "" {
 		tok, err := readTokenFile(cfg.HTTPTokenFile)
@@ -87,8 +93,16 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		a.adminToken = tok
 	}
 
+	var specs []frontendSpec
 	if !cfg.Witness {
-		fe, err := a.buildFrontend()
+		var err error
+		if specs, err = cfg.frontendSpecs(); err != nil {
+			return nil, err
+		}
+		if len(specs) > 1 {
+			return nil, invalid("config", "several frontends are not supported yet")
+		}
+		fe, err := a.buildFrontend(specs[0])
 		if err != nil {
 			return nil, err
 		}
@@ -98,6 +112,10 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		if err := a.buildCluster(); err != nil {
 			return nil, err
 		}
+		a.reg.MustRegister(newClusterCollector(a.cluster))
+	}
+	if err := cfg.checkHost(specs, interfaceAddrs); err != nil {
+		return nil, err
 	}
 	if len(cfg.VIPs) > 0 || cfg.Witness {
 		if err := a.buildVIP(); err != nil {
@@ -126,6 +144,9 @@ type running struct {
 // fails. It then shuts down in the order docs/ARCHITECTURE.md gives (release the VIP, hand leadership on and
 // leave, drain the proxy, stop checks and the admin API). It returns nil after a clean shutdown.
 func (a *Agent) Run(ctx context.Context) error {
+	if a.opts.DryRun {
+		return errors.New("a dry-run agent cannot run: build it without Options.DryRun")
+	}
 	rt, err := a.start(ctx)
 	if err != nil {
 		return err
@@ -284,6 +305,29 @@ func (a *Agent) shutdown(rt *running, leaveReply chan error) error {
 	}
 	rt.fail(nil)
 	return err
+}
+
+// Summary describes what the agent will run, one line per part, for `vipd validate`.
+func (a *Agent) Summary() []string {
+	var out []string
+	if a.fe != nil {
+		out = append(out, fmt.Sprintf("frontend %s: listen %s, %d backends", a.fe.name, a.fe.listen, len(a.fe.monitor.Backends())))
+	} else {
+		out = append(out, "witness: votes in Raft, no proxy, never holds the VIP")
+	}
+	switch {
+	case a.cluster == nil:
+		out = append(out, "no cluster: a proxy alone")
+	case a.cfg.Dev:
+		out = append(out, fmt.Sprintf("cluster: -dev, a single node %s", a.cfg.Node))
+	default:
+		out = append(out, fmt.Sprintf("cluster: node %s, bind %s, gossip :%d, raft :%d, data in %s", a.cfg.Node, a.cfg.Bind, a.cfg.GossipPort, a.cfg.RaftPort, a.cfg.DataDir))
+	}
+	if len(a.vips) > 0 {
+		out = append(out, fmt.Sprintf("VIP: %v", a.cfg.VIPs))
+	}
+	out = append(out, "admin API: "+a.cfg.HTTPAddr)
+	return out
 }
 
 // Ready is closed once Run has bound its listeners; after that Addrs reports them. Tests and supervisors that

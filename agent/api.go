@@ -19,7 +19,9 @@ import (
 // cluster, need that and more: see guardWrite.
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", a.handleHealthz)
+	mux.HandleFunc("GET /livez", a.handleLivez)
+	mux.HandleFunc("GET /readyz", a.handleReadyz)
+	mux.HandleFunc("GET /healthz", a.handleReadyz) // the name of earlier versions
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
 	mux.Handle("GET /v1/backends", a.guardRead(a.handleBackends))
 	mux.Handle("GET /v1/members", a.guardRead(a.handleMembers))
@@ -29,9 +31,15 @@ func (a *Agent) routes() http.Handler {
 	return mux
 }
 
-// handleHealthz answers 200 when this node can serve: listener up and at least -min-healthy backends healthy.
-// A load balancer in front of several vipd nodes, or a supervisor, can use it like Envoy's /ready.
-func (a *Agent) handleHealthz(w http.ResponseWriter, _ *http.Request) {
+// handleLivez answers 200 while the process serves HTTP: a liveness probe. It never depends on the backends,
+// so a supervisor does not restart vipd exactly when the apiservers are down.
+func (a *Agent) handleLivez(w http.ResponseWriter, _ *http.Request) {
+	fmt.Fprintln(w, "ok")
+}
+
+// handleReadyz answers 200 when this node can serve: listener up and at least -min-healthy backends healthy
+// (a readiness probe, like Envoy's /ready), 503 with the reason otherwise. /healthz is the same.
+func (a *Agent) handleReadyz(w http.ResponseWriter, _ *http.Request) {
 	if a.fe == nil {
 		fmt.Fprintln(w, "ok (witness)")
 		return

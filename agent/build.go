@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 
 	"github.com/vipd/vipd/cluster"
@@ -14,38 +16,39 @@ import (
 
 // frontend is one listener: its backends, their health checks and the proxy between them.
 type frontend struct {
+	name    string
 	listen  string
 	monitor *health.Monitor
 	node    *health.Node
 	proxy   *proxy.Proxy
 }
 
-func (a *Agent) buildFrontend() (*frontend, error) {
+func (a *Agent) buildFrontend(s frontendSpec) (*frontend, error) {
 	cfg := a.cfg
-	checker, err := health.NewChecker(health.CheckConfig{
-		Type: cfg.Check, Path: cfg.CheckPath,
-		CAFile: cfg.CheckCAFile, CertFile: cfg.CheckCertFile, KeyFile: cfg.CheckKeyFile,
-		InsecureSkipVerify: cfg.CheckInsecure,
-	})
+	checker, err := health.NewChecker(s.check)
 	if err != nil {
-		return nil, flagError(err, healthFlags)
+		return nil, settingError(err, s.fieldName)
+	}
+	backends := make([]string, len(s.backends))
+	for i, b := range s.backends {
+		backends[i] = b.Addr
 	}
 	mon, err := health.NewMonitor(health.Config{
-		Interval:   cfg.CheckInterval,
-		Timeout:    cfg.CheckTimeout,
-		Rise:       cfg.Rise,
-		Fall:       cfg.Fall,
-		MinHealthy: cfg.MinHealthy,
+		Interval:   s.interval,
+		Timeout:    s.timeout,
+		Rise:       s.rise,
+		Fall:       s.fall,
+		MinHealthy: s.minHealthy,
 		Checker:    checker,
-		Logger:     a.log.With("component", "health"),
+		Logger:     a.log.With("component", "health", "frontend", s.name),
 		Metrics:    health.NewMetrics(a.reg),
-	}, cfg.Backends)
+	}, backends)
 	if err != nil {
-		return nil, flagError(err, healthFlags)
+		return nil, settingError(err, s.fieldName)
 	}
-	balance, err := proxy.ParseBalance(cfg.Balance)
+	balance, err := proxy.ParseBalance(s.balance)
 	if err != nil {
-		return nil, flagError(err, proxyFlags)
+		return nil, settingError(err, s.fieldName)
 	}
 	p, err := proxy.New(proxy.Config{
 		Balance:      balance,
@@ -55,13 +58,13 @@ func (a *Agent) buildFrontend() (*frontend, error) {
 		DrainTimeout: cfg.DrainTimeout,
 		MaxConns:     cfg.MaxConns,
 		Retries:      cfg.Retries,
-		Logger:       a.log.With("component", "proxy"),
+		Logger:       a.log.With("component", "proxy", "frontend", s.name),
 		Metrics:      proxy.NewMetrics(a.reg),
 	}, mon)
 	if err != nil {
-		return nil, flagError(err, proxyFlags)
+		return nil, settingError(err, s.fieldName)
 	}
-	return &frontend{listen: cfg.Listen, monitor: mon, node: health.NewNode(mon), proxy: p}, nil
+	return &frontend{name: s.name, listen: s.listen, monitor: mon, node: health.NewNode(mon), proxy: p}, nil
 }
 
 func (a *Agent) buildCluster() error {
@@ -111,18 +114,9 @@ func (a *Agent) buildVIP() error {
 		}
 		a.vips = append(a.vips, p)
 	}
-	kernel := a.opts.Kernel
-	if kernel == nil && !cfg.Witness {
-		iface, err := vip.ResolveInterface(cfg.Interface, a.vips)
-		if err != nil {
-			return flagError(err, vipFlags)
-		}
-		k, err := vip.NewLinuxKernel(iface, a.log.With("component", "vip"))
-		if err != nil {
-			return flagError(err, vipFlags)
-		}
-		a.closeKernel = k.Close
-		kernel = k
+	kernel, err := a.vipKernel()
+	if err != nil {
+		return err
 	}
 	heartbeat := cfg.RaftHeartbeat
 	if heartbeat == 0 {
@@ -153,3 +147,39 @@ func (a *Agent) buildVIP() error {
 	a.vip = m
 	return nil
 }
+
+// vipKernel is the VIP's kernel side: the test's fake, nothing for a witness, a checked stand-in for a dry run,
+// or the real netlink and raw sockets on the announcing interface.
+func (a *Agent) vipKernel() (vip.Kernel, error) {
+	if a.opts.Kernel != nil || a.cfg.Witness {
+		return a.opts.Kernel, nil
+	}
+	iface, err := vip.ResolveInterface(a.cfg.Interface, a.vips)
+	if err != nil {
+		return nil, flagError(err, vipFlags)
+	}
+	if a.opts.DryRun {
+		if err := vip.CheckLinuxKernel(iface); err != nil {
+			return nil, flagError(err, vipFlags)
+		}
+		return dryRunKernel{}, nil
+	}
+	k, err := vip.NewLinuxKernel(iface, a.log.With("component", "vip"))
+	if err != nil {
+		return nil, flagError(err, vipFlags)
+	}
+	a.closeKernel = k.Close
+	return k, nil
+}
+
+// dryRunKernel stands in for the real kernel side in a dry run (`vipd validate`), which never runs the VIP
+// manager: every call fails.
+type dryRunKernel struct{}
+
+var errDryRun = errors.New("dry run: the VIP kernel side is not opened")
+
+func (dryRunKernel) AddAddr(netip.Prefix) error                              { return errDryRun }
+func (dryRunKernel) DelAddr(netip.Prefix) error                              { return errDryRun }
+func (dryRunKernel) HasAddr(netip.Prefix) (bool, error)                      { return false, errDryRun }
+func (dryRunKernel) Announce(netip.Addr) error                               { return errDryRun }
+func (dryRunKernel) Answer(context.Context, []netip.Addr, func() bool) error { return errDryRun }

@@ -44,6 +44,8 @@ type Config struct {
 	LogLevel      string        `yaml:"log-level"`
 	LogFormat     string        `yaml:"log-format"`
 	Nice          int           `yaml:"nice"`
+	// Frontends, from the -config file only, replaces -listen/-backend with several named frontends.
+	Frontends     []FrontendConfig `yaml:"frontends"`
 	ClusterConfig `yaml:",inline"`
 	VIPConfig     `yaml:",inline"`
 }

@@ -15,7 +15,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	logger := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	a, err := agent.New(cfg, agent.Options{Logger: logger, Version: version})
+	a, err := agent.New(cfg, agent.Options{Logger: logger, Version: buildInfo().Version, Build: buildInfo()})
 	if err != nil {
 		if errors.Is(err, agent.ErrInvalid) {
 			return usageError{"vipd agent: " + err.Error()}

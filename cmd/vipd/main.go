@@ -13,13 +13,11 @@ import (
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
 const topUsage = `vipd: a virtual IP and L4 load balancer for control planes, in one binary.
 
 Usage:
   vipd agent -listen :6443 -backend host:port … [-join peer …] [-vip 10.0.0.50/24]   run this node
+  vipd validate [agent flags]                                                          check a configuration, start nothing
   vipd members [-http-addr 127.0.0.1:7948] [-format table|json]                        list the cluster's nodes
   vipd status  [-http-addr 127.0.0.1:7948] [-format table|json]                        this node's Raft state
   vipd leave   [-http-addr 127.0.0.1:7948]                                             leave gracefully and stop
@@ -48,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "agent":
 		err = runAgent(ctx, rest, stdout, stderr)
+	case "validate":
+		err = runValidate(rest, stdout)
 	case "members":
 		err = runMembers(ctx, rest, stdout)
 	case "status":
@@ -61,7 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "keygen":
 		err = runKeygen(rest, stdout)
 	case "version", "-version", "--version":
-		fmt.Fprintf(stdout, "vipd %s\n", version)
+		bi := buildInfo()
+		fmt.Fprintf(stdout, "vipd %s (commit %s, %s)\n", bi.Version, bi.Commit, bi.GoVersion)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, topUsage)
 	default:

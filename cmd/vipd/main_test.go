@@ -137,3 +137,53 @@ func TestUnknownCommand(t *testing.T) {
 		t.Errorf("force-leave without a node: exit %d, want 2", code)
 	}
 }
+
+// TestValidate: `vipd validate` passes what the agent would start, and refuses, with exit 2 and one line, each
+// input that used to fail only after the agent listened (or never).
+func TestValidate(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	multi := filepath.Join(dir, "multi.yaml")
+	yaml := `
+frontends:
+  - name: apiserver
+    listen: ":6443"
+    backends: [10.0.0.21:6443, {addr: 10.0.0.22:6443, weight: 2}]
+    check: {type: https, path: /readyz, insecure-skip-verify: true}
+  - name: rke2
+    listen: ":9345"
+    backends: [10.0.0.21:9345]
+`
+	if err := os.WriteFile(multi, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"validate", "-http-addr", "127.0.0.1:7948", "-backend", "10.0.0.1:6443"}
+	for _, tt := range []struct {
+		name     string
+		args     []string
+		code     int
+		contains string
+	}{
+		{"proxy alone", base, 0, "frontend default: listen :6443, 1 backends"},
+		{"backend is our own listener", []string{"validate", "-backend", "127.0.0.1:6443"}, 2, "-backend: 127.0.0.1:6443 is this agent's own -listen"},
+		{"listen on the admin port", append(base, "-listen", ":7948"), 2, "both use port 7948"},
+		{"data-dir is a file", append(base, "-node", "lb1", "-bind", "127.0.0.1", "-bootstrap-expect", "3", "-data-dir", file), 2, "-data-dir: " + file + " is a file"},
+		{"bind not on this host", append(base, "-node", "lb1", "-bind", "203.0.113.9", "-bootstrap-expect", "3", "-data-dir", dir), 2, "-bind: 203.0.113.9 is not an address of this host"},
+		{"listen on the raft port", append(base, "-dev", "-listen", ":7947"), 2, "-raft-port and -listen both use port 7947"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tt.args, &stdout, &stderr)
+			out := stdout.String() + stderr.String()
+			if code != tt.code || !strings.Contains(out, tt.contains) {
+				t.Fatalf("vipd %s: exit %d, output %q; want exit %d and %q", strings.Join(tt.args, " "), code, out, tt.code, tt.contains)
+			}
+			if code == 2 && strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+				t.Errorf("want one line on stderr, got %q", stderr.String())
+			}
+		})
+	}
+}
