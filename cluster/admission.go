@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -69,7 +70,9 @@ func (c *Cluster) admitted(name, addr string) bool {
 
 // checkIdentity runs the Raft handshake against addr and checks the authenticated name.
 func (c *Cluster) checkIdentity(name, addr string) error {
-	conn, names, err := dialAuthenticated(c.auth, c.cfg.Partition.filter(), c.localAddr(), addr, admitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), admitTimeout)
+	defer cancel()
+	conn, names, err := dialAuthenticated(ctx, c.auth, c.cfg.Partition.filter(), c.localAddr(), addr)
 	if err != nil {
 		return err
 	}

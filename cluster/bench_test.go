@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,11 +25,39 @@ func benchTrials() int {
 
 // BenchmarkFailoverCrash measures leader crash (Shutdown without leave: sockets closed abruptly, as a SIGKILL
 // would) → a surviving node is notified that it leads, on a 3-node cluster with real TCP/UDP on loopback and
-// default timings. Run: go test -run '^$' -bench Failover -benchtime 1x ./cluster/
-func BenchmarkFailoverCrash(b *testing.B) { benchFailover(b, false) }
+// default timings, once per security mode (insecure, key; VIPD_BENCH_MODES=key,insecure picks and orders
+// them). Run: go test -run '^$' -bench Failover -benchtime 1x ./cluster/
+func BenchmarkFailoverCrash(b *testing.B) { benchModes(b, false) }
 
 // BenchmarkFailoverLeave measures graceful Leave of the leader (leadership transfer first) → new leader.
-func BenchmarkFailoverLeave(b *testing.B) { benchFailover(b, true) }
+func BenchmarkFailoverLeave(b *testing.B) { benchModes(b, true) }
+
+// benchModes runs the failover benchmark once per security mode, so one run compares them on the same
+// machine at the same time.
+func benchModes(b *testing.B, graceful bool) {
+	modes := []string{"insecure", "key"}
+	if env := os.Getenv("VIPD_BENCH_MODES"); env != "" {
+		modes = strings.Split(env, ",")
+	}
+	for _, mode := range modes {
+		opt, ok := securityOpt(mode)
+		if !ok {
+			b.Fatalf("VIPD_BENCH_MODES: unknown mode %q", mode)
+		}
+		b.Run(mode, func(b *testing.B) { benchFailover(b, graceful, opt) })
+	}
+}
+
+// securityOpt configures a test cluster's security mode by name.
+func securityOpt(mode string) (clusterOpt, bool) {
+	switch mode {
+	case "insecure":
+		return insecureOpt, true
+	case "key":
+		return func(int, *Config) {}, true // makeCluster's default
+	}
+	return nil, false
+}
 
 // envTimings lets a tuning run override the raft timings: VIPD_RAFT_HEARTBEAT, VIPD_RAFT_ELECTION,
 // VIPD_RAFT_LEASE (Go durations).
@@ -44,9 +73,9 @@ func envTimings(_ int, cfg *Config) {
 	}
 }
 
-func benchFailover(b *testing.B, graceful bool) {
+func benchFailover(b *testing.B, graceful bool, security clusterOpt) {
 	for range b.N {
-		tc := makeCluster(b, 3, true, envTimings)
+		tc := makeCluster(b, 3, true, envTimings, security)
 		var times []time.Duration
 		for trial := range benchTrials() {
 			old := tc.waitLeader(10 * time.Second)
@@ -111,7 +140,7 @@ func benchFailover(b *testing.B, graceful bool) {
 		if graceful {
 			kind = "leave"
 		}
-		fmt.Printf("failover %s: %d trials, median %v, max %v, all %v\n", kind, len(times), median.Round(time.Millisecond), maxT.Round(time.Millisecond), roundAll(times))
+		fmt.Printf("%s failover %s: %d trials, median %v, max %v, all %v\n", b.Name(), kind, len(times), median.Round(time.Millisecond), maxT.Round(time.Millisecond), roundAll(times))
 	}
 }
 

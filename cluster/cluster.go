@@ -76,6 +76,7 @@ type Cluster struct {
 	mlist    atomic.Pointer[memberlist.Memberlist]
 	keys     *keyring // the cluster keyring; nil without a key
 	auth     *peerAuth
+	trans    *raftTransport
 	store    *raftboltdb.BoltStore
 	dataDir  string
 	tmpDir   string
@@ -216,6 +217,7 @@ func (c *Cluster) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	c.trans = trans
 	cleanup = append(cleanup, func() { trans.Close() })
 
 	rc := raft.DefaultConfig()

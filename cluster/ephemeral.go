@@ -41,6 +41,8 @@ func ephemeralTLS(now time.Time) (server, client *tls.Config, err error) {
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.NoClientCert,
+		// No client keeps sessions, so tickets would be bytes sent for nothing on every connection.
+		SessionTicketsDisabled: true,
 	}
 	client = &tls.Config{
 		MinVersion: tls.VersionTLS13,

@@ -280,7 +280,9 @@ func (c *Cluster) forwardKeyOp(ctx context.Context, addr string, req *opRequest)
 		return err
 	}
 	deadline := time.Now().Add(t)
-	conn, _, err := dialAuthenticated(c.auth, c.cfg.Partition.filter(), c.localAddr(), addr, min(t, raftRPCTimeout))
+	dctx, cancel := context.WithTimeout(ctx, min(t, raftRPCTimeout))
+	defer cancel()
+	conn, _, err := dialAuthenticated(dctx, c.auth, c.cfg.Partition.filter(), c.localAddr(), addr)
 	if err != nil {
 		return err
 	}

@@ -81,7 +81,7 @@ func TestVerifyLeaderHonoursContext(t *testing.T) {
 // TestReapAfter: with ReapAfter set, a voter that gossip has reported failed for that long is removed
 // (quorum allows it: 3 voters, 1 failed), and the survivors keep leading.
 func TestReapAfter(t *testing.T) {
-	tc := makeCluster(t, 3, true, func(_ int, cfg *Config) { cfg.ReapAfter = time.Second })
+	tc := makeCluster(t, 3, true, calmOpt, func(_ int, cfg *Config) { cfg.ReapAfter = time.Second })
 	leader := tc.stable()
 	victim := (leader + 1) % 3
 	name := tc.nodes[victim].cfg.NodeName

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,7 +19,8 @@ import (
 // rpcServer for the inbound side, whose requests reach raft through Consumer.
 type raftTransport struct {
 	*raft.NetworkTransport
-	srv *rpcServer
+	srv  *rpcServer
+	dial *dialLayer
 }
 
 var (
@@ -32,6 +34,9 @@ func (t *raftTransport) Consumer() <-chan raft.RPC { return t.srv.consume }
 
 // SetHeartbeatHandler installs raft's heartbeat fast path on the inbound side.
 func (t *raftTransport) SetHeartbeatHandler(cb func(raft.RPC)) { t.srv.setHeartbeat(cb) }
+
+// keepSpares keeps a warm authenticated connection to each of addrs (spares.go).
+func (t *raftTransport) keepSpares(addrs []string) { t.dial.spares.keep(addrs, time.Now()) }
 
 // Close stops both sides; raft calls it on shutdown.
 func (t *raftTransport) Close() error {
@@ -48,6 +53,10 @@ func newRaftTransport(bind string, advertise *net.TCPAddr, auth *peerAuth, filte
 	}
 	srv := newRPCServer(ln, auth, filter, log, refused, ops)
 	dl := &dialLayer{auth: auth, filter: filter, local: local, advertise: advertise, closed: make(chan struct{})}
+	dl.spares = newSpares(func(ctx context.Context, addr string) (net.Conn, error) {
+		conn, _, err := dialAuthenticated(ctx, auth, filter, local, addr)
+		return conn, err
+	})
 	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  dl,
 		MaxPool: 3,
@@ -55,7 +64,7 @@ func newRaftTransport(bind string, advertise *net.TCPAddr, auth *peerAuth, filte
 		Logger:  hlog.Named("transport"),
 	})
 	srv.start()
-	return &raftTransport{NetworkTransport: nt, srv: srv}, nil
+	return &raftTransport{NetworkTransport: nt, srv: srv, dial: dl}, nil
 }
 
 // dialLayer is the outbound StreamLayer of raft's NetworkTransport: Dial authenticates (peerAuth.client)
@@ -66,6 +75,7 @@ type dialLayer struct {
 	filter    *netFilter
 	local     *net.TCPAddr // source address for dials when filtering, so peers see our IP
 	advertise net.Addr
+	spares    *spares // nil: every Dial dials
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -79,40 +89,62 @@ func (d *dialLayer) Accept() (net.Conn, error) {
 	return nil, net.ErrClosed
 }
 
-// Close unblocks Accept.
+// Close unblocks Accept and closes the spares.
 func (d *dialLayer) Close() error {
-	d.closeOnce.Do(func() { close(d.closed) })
+	d.closeOnce.Do(func() {
+		close(d.closed)
+		if d.spares != nil {
+			d.spares.close()
+		}
+	})
 	return nil
 }
 
 // Addr is the advertised Raft address.
 func (d *dialLayer) Addr() net.Addr { return d.advertise }
 
-// Dial connects to addr and authenticates the server within timeout.
+// Dial hands over the warm spare to addr if there is a live one, else connects to addr and authenticates
+// the server within timeout.
 func (d *dialLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	conn, _, err := dialAuthenticated(d.auth, d.filter, d.local, string(addr), timeout)
+	if d.filter.isBlocked(string(addr)) {
+		return nil, fmt.Errorf("dial %s: %w", addr, errBlocked)
+	}
+	if d.spares != nil {
+		if c := d.spares.take(string(addr)); c != nil {
+			return c, nil
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn, _, err := dialAuthenticated(ctx, d.auth, d.filter, d.local, string(addr))
 	return conn, err
 }
 
-// dialAuthenticated dials addr and runs the client handshake, all within timeout; it returns the
-// connection and the names the server proved.
-func dialAuthenticated(auth *peerAuth, filter *netFilter, local *net.TCPAddr, addr string, timeout time.Duration) (net.Conn, []string, error) {
+// dialAuthenticated dials addr and runs the client handshake, bounded by ctx; it returns the connection and
+// the names the server proved.
+func dialAuthenticated(ctx context.Context, auth *peerAuth, filter *netFilter, local *net.TCPAddr, addr string) (net.Conn, []string, error) {
 	if filter.isBlocked(addr) {
 		return nil, nil, fmt.Errorf("dial %s: %w", addr, errBlocked)
 	}
-	dl := net.Dialer{Timeout: timeout}
+	var dl net.Dialer
 	if filter != nil {
 		dl.LocalAddr = local
 	}
-	raw, err := dl.Dial("tcp", addr)
+	raw, err := dl.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, nil, err
 	}
 	raw = filter.track(raw)
-	raw.SetDeadline(time.Now().Add(timeout))
+	if d, ok := ctx.Deadline(); ok {
+		raw.SetDeadline(d)
+	}
+	stop := context.AfterFunc(ctx, func() { raw.Close() }) // cancellation ends the handshake too
 	conn, names, err := auth.client(raw)
-	if err != nil {
+	if !stop() || err != nil {
 		raw.Close()
+		if err == nil {
+			err = ctx.Err()
+		}
 		return nil, nil, fmt.Errorf("raft handshake with %s: %w", addr, err)
 	}
 	raw.SetDeadline(time.Time{})

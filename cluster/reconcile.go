@@ -52,6 +52,7 @@ func (c *Cluster) maintainOnce(st *maintainState) {
 		c.maybeBootstrap(st)
 	}
 	c.syncKeyMeta()
+	c.warmSpares()
 	if r.State() == raft.Leader && !c.leaving.Load() {
 		if c.fsm.clusterID() == "" {
 			c.assignClusterID(r)
@@ -189,4 +190,20 @@ func (c *Cluster) reconcile() {
 			c.reap(cfg, time.Now())
 		}
 	}
+}
+
+// warmSpares keeps a warm authenticated Raft connection to every other voter (spares.go), so an election
+// or a new leader's replication never waits for a handshake.
+func (c *Cluster) warmSpares() {
+	cfg, err := c.configuration()
+	if err != nil {
+		return
+	}
+	var addrs []string
+	for _, s := range cfg.Servers {
+		if s.Suffrage == raft.Voter && string(s.ID) != c.cfg.NodeName {
+			addrs = append(addrs, string(s.Address))
+		}
+	}
+	c.trans.keepSpares(addrs)
 }
