@@ -13,7 +13,7 @@ export CGO_ENABLED := 0
 
 all: build
 
-include integration.mk bench.mk
+include integration.mk bench.mk package.mk
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/vipd ./cmd/vipd
