@@ -169,7 +169,7 @@ func TestWrongGossipKey(t *testing.T) {
 	for i := range 3 {
 		tc.start(i)
 	}
-	leader := tc.waitLeader(10*time.Second, 0, 1, 2)
+	leader := tc.stable(0, 1, 2)
 	tc.start(3)
 	bad := tc.nodes[3]
 	testutil.WaitFor(t, 5*time.Second, "bad node logs a key hint", func() bool { return bad.logs.Contains("gossip key mismatch?") })
@@ -199,8 +199,7 @@ func TestDuplicateName(t *testing.T) {
 	for i := range 3 {
 		tc.start(i)
 	}
-	leader := tc.waitLeader(10*time.Second, 0, 1, 2)
-	testutil.WaitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
+	leader := tc.stable(0, 1, 2)
 	tc.start(3)
 	dup := tc.nodes[3]
 	testutil.WaitFor(t, 5*time.Second, "duplicate reported", func() bool { return dup.c.Status().Problem != "" })

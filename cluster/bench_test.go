@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/vipd/vipd/internal/sched"
-	"github.com/vipd/vipd/internal/testutil"
 )
 
 // benchTrials is the number of failovers per benchmark (VIPD_TRIALS overrides; default 20 as issue 3 asks).
@@ -78,13 +77,7 @@ func benchFailover(b *testing.B, graceful bool, security clusterOpt) {
 		tc := makeCluster(b, 3, true, envTimings, security)
 		var times []time.Duration
 		for trial := range benchTrials() {
-			old := tc.waitLeader(10 * time.Second)
-			for i := range tc.nodes {
-				testutil.WaitFor(b, 10*time.Second, "3 voters, all following", func() bool {
-					st := tc.nodes[i].c.Status()
-					return st.Voters == 3 && st.LeaderName != "" && (i == old || st.Role == RoleFollower)
-				})
-			}
+			old := tc.stable() // steady state: all following, warm connections everywhere
 			var watches []<-chan LeaderState
 			for i, nd := range tc.nodes {
 				if i == old {
@@ -175,10 +168,7 @@ func TestSoakNoLeaderChange(t *testing.T) {
 		}
 	}
 	tc := makeCluster(t, 3, true, envTimings)
-	leader := tc.waitLeader(10 * time.Second)
-	for i := range tc.nodes {
-		testutil.WaitFor(t, 10*time.Second, "3 voters", func() bool { return tc.nodes[i].c.Status().Voters == 3 })
-	}
+	leader := tc.stable()
 	term := tc.nodes[leader].c.Status().Term
 	var watches []<-chan LeaderState
 	for _, nd := range tc.nodes {

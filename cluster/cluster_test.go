@@ -43,14 +43,12 @@ func TestFormAnyOrder(t *testing.T) {
 
 func TestKillLeader(t *testing.T) {
 	tc := makeCluster(t, 3, true)
-	old := tc.waitLeader(10 * time.Second)
+	old := tc.stable()
 	var rest []int
 	for i := range tc.nodes {
 		if i != old {
 			rest = append(rest, i)
 		}
-		// A node that bootstrapped late learns the configuration from the leader: wait until all know it.
-		testutil.WaitFor(t, 10*time.Second, "3 voters on every node", func() bool { return tc.nodes[i].c.Status().Voters == 3 })
 	}
 	tc.kill(old)
 	nl := tc.waitLeader(3*time.Second, rest...)
@@ -70,10 +68,7 @@ func TestPartitionLeader(t *testing.T) {
 	for _, n := range []int{3, 5} {
 		t.Run(string(rune('0'+n))+"nodes", func(t *testing.T) {
 			tc := makeCluster(t, n, true)
-			old := tc.waitLeader(10 * time.Second)
-			for i := range tc.nodes {
-				testutil.WaitFor(t, 5*time.Second, "all voters", func() bool { return len(tc.voters(i)) == n })
-			}
+			old := tc.stable()
 			watches := make([]<-chan LeaderState, n)
 			believes := make([]bool, n)
 			for i, nd := range tc.nodes {
@@ -160,9 +155,8 @@ func TestPartitionLeader(t *testing.T) {
 // never bootstraps again.
 func TestRestartWithDataDir(t *testing.T) {
 	tc := makeCluster(t, 3, true)
-	leader := tc.waitLeader(10 * time.Second)
+	leader := tc.stable()
 	f := (leader + 1) % 3
-	testutil.WaitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(f)) == 3 })
 	termBefore := tc.nodes[leader].c.Status().Term
 	tc.kill(f)
 	tc.nodes[f].logs = testutil.NewLogSink(t)
@@ -185,9 +179,8 @@ func TestRestartWithDataDir(t *testing.T) {
 
 func TestTransferLeadership(t *testing.T) {
 	tc := makeCluster(t, 3, true)
-	leader := tc.waitLeader(10 * time.Second)
+	leader := tc.stable()
 	to := (leader + 1) % 3
-	testutil.WaitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
 	ctx := context.Background()
 	if err := tc.nodes[leader].c.TransferLeadership(ctx, "nope"); err == nil {
 		t.Fatal("transfer to an unknown node succeeded")

@@ -173,6 +173,53 @@ func (tc *tcluster) waitLeader(timeout time.Duration, among ...int) int {
 	return leader
 }
 
+// stable waits for a cluster in steady state, as faults find production clusters: one leader, every node
+// following it with all voters, and every node holding its warm spare connection to every other voter.
+// Tests that inject a fault (kill, restart, transfer, partition) start from here.
+func (tc *tcluster) stable(among ...int) int {
+	tc.t.Helper()
+	if len(among) == 0 {
+		for i := range tc.nodes {
+			among = append(among, i)
+		}
+	}
+	leader := -1
+	testutil.WaitFor(tc.t, 15*time.Second, "one leader, every node following it with all voters", func() bool {
+		ls := tc.leaders()
+		if len(ls) > 1 {
+			tc.t.Fatalf("two leaders at once: %v", ls)
+		}
+		if len(ls) == 0 {
+			return false
+		}
+		leader = ls[0]
+		for _, i := range among {
+			st := tc.nodes[i].c.Status()
+			if st.Voters != len(among) || st.LeaderName != tc.nodes[leader].cfg.NodeName {
+				return false
+			}
+		}
+		return true
+	})
+	for _, i := range among {
+		sp := tc.nodes[i].c.trans.dial.spares
+		testutil.WaitFor(tc.t, 10*time.Second, "warm spares to every other voter", func() bool {
+			sp.mu.Lock()
+			defer sp.mu.Unlock()
+			for _, j := range among {
+				if j != i && sp.idle[tc.nodes[j].c.raftAddr] == nil {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	if !tc.nodes[leader].c.IsLeader() {
+		return tc.stable(among...) // leadership moved while the spares warmed: settle again
+	}
+	return leader
+}
+
 // voters returns the voter IDs in node i's raft configuration.
 func (tc *tcluster) voters(i int) []string {
 	cfg, err := tc.nodes[i].c.configuration()

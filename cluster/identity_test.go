@@ -60,13 +60,14 @@ func TestForeignCluster(t *testing.T) {
 	}
 	t.Logf("cluster A %s, cluster B %s", idA, idB)
 	// A's members gossip the ID too.
-	for _, m := range tc.nodes[leaderA].c.Members() {
-		if m.Name == "n2" || m.Name == "n1" {
-			rec, _ := tc.nodes[leaderA].c.members.get(m.Name)
-			if m.Name != tc.nodes[leaderA].cfg.NodeName && rec.meta.ClusterID != idA {
-				t.Errorf("%s gossips cluster ID %q, want %s", m.Name, rec.meta.ClusterID, idA)
-			}
+	for _, n := range []string{"n1", "n2"} {
+		if n == tc.nodes[leaderA].cfg.NodeName {
+			continue
 		}
+		testutil.WaitFor(t, 5*time.Second, n+" gossips A's cluster ID", func() bool {
+			rec, _ := tc.nodes[leaderA].c.members.get(n)
+			return rec.meta.ClusterID == idA
+		})
 	}
 	before, err := tc.nodes[leaderA].c.configuration()
 	if err != nil {

@@ -18,8 +18,7 @@ func TestLeave(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			tc := makeCluster(t, 3, true)
-			leader := tc.waitLeader(10 * time.Second)
-			testutil.WaitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
+			leader := tc.stable()
 			who := (leader + 1) % 3
 			if leaderLeaves {
 				who = leader
@@ -60,8 +59,7 @@ func TestLeave(t *testing.T) {
 // the remaining alive voters would lack a quorum, works for a failed one, and is leader-only.
 func TestForceLeave(t *testing.T) {
 	tc := makeCluster(t, 5, true)
-	leader := tc.waitLeader(10 * time.Second)
-	testutil.WaitFor(t, 5*time.Second, "5 voters", func() bool { return len(tc.voters(leader)) == 5 })
+	leader := tc.stable()
 	var dead, alive []int
 	for i := range tc.nodes {
 		if i != leader && len(dead) < 2 {

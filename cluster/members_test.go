@@ -14,8 +14,7 @@ import (
 // Every survivor is sampled in one loop so each one's suspect phase is seen.
 func TestMembersSuspectAfterKill(t *testing.T) {
 	tc := makeCluster(t, 3, true)
-	leader := tc.waitLeader(10 * time.Second)
-	testutil.WaitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
+	leader := tc.stable()
 	victim := (leader + 1) % 3
 	name := tc.nodes[victim].cfg.NodeName
 	var survivors []int

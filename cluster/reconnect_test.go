@@ -17,8 +17,7 @@ import (
 // "left": the reconnect loop never tries it.
 func TestReconnectAfterPartition(t *testing.T) {
 	tc := makeCluster(t, 3, true)
-	leader := tc.waitLeader(10 * time.Second)
-	testutil.WaitFor(t, 5*time.Second, "3 voters", func() bool { return len(tc.voters(leader)) == 3 })
+	leader := tc.stable()
 	allAlive := func() bool {
 		for i, nd := range tc.nodes {
 			if nd.c == nil {

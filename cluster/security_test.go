@@ -44,19 +44,6 @@ func (tc *tcluster) snapshot() snapshot {
 	return s
 }
 
-// stable waits for a formed cluster: one leader, every node following it with all voters.
-func (tc *tcluster) stable() int {
-	tc.t.Helper()
-	leader := tc.waitLeader(10 * time.Second)
-	for i := range tc.nodes {
-		testutil.WaitFor(tc.t, 10*time.Second, "every node follows with all voters", func() bool {
-			st := tc.nodes[i].c.Status()
-			return st.Voters == len(tc.nodes) && st.LeaderName == tc.nodes[leader].cfg.NodeName
-		})
-	}
-	return leader
-}
-
 // watchAll subscribes to every node's leadership and returns a check that fails the test on any change.
 func (tc *tcluster) watchAll() func() {
 	tc.t.Helper()

@@ -77,6 +77,12 @@ func (s *spares) keep(addrs []string, now time.Time) {
 			delete(s.retry, a)
 		}
 	}
+	s.refillAllLocked()
+}
+
+// refillAllLocked starts the next due spare dial, if any.
+func (s *spares) refillAllLocked() {
+	now := time.Now()
 	for a := range s.want {
 		s.refillLocked(a, now)
 	}
@@ -108,10 +114,11 @@ func (s *spares) take(addr string) net.Conn {
 	return sp.conn
 }
 
-// refillLocked starts a background dial for addr if it is wanted, has no spare, none is being made, and
-// its retry time has come.
+// refillLocked starts a background dial for addr if it is wanted, has no spare, none is being made, its
+// retry time has come, and no other spare is being made: spares are made one at a time, so they never add a
+// burst of handshakes to the moments raft makes its own connections (a cluster forming, an election).
 func (s *spares) refillLocked(addr string, now time.Time) {
-	if s.closed || !s.want[addr] || s.idle[addr] != nil || s.dialing[addr] || now.Before(s.retry[addr]) {
+	if s.closed || !s.want[addr] || s.idle[addr] != nil || len(s.dialing) > 0 || now.Before(s.retry[addr]) {
 		return
 	}
 	s.dialing[addr] = true
@@ -124,6 +131,7 @@ func (s *spares) refillLocked(addr string, now time.Time) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		delete(s.dialing, addr)
+		defer s.refillAllLocked() // the next address's turn
 		if err != nil {
 			b := min(max(2*s.backoff[addr], spareRetryMin), spareRetryMax)
 			s.backoff[addr], s.retry[addr] = b, time.Now().Add(b)
