@@ -17,7 +17,7 @@ import (
 // "left": the reconnect loop never tries it.
 func TestReconnectAfterPartition(t *testing.T) {
 	tc := makeCluster(t, 3, true)
-	leader := tc.stable()
+	tc.stable()
 	allAlive := func() bool {
 		for i, nd := range tc.nodes {
 			if nd.c == nil {
@@ -65,7 +65,7 @@ func TestReconnectAfterPartition(t *testing.T) {
 
 	// Raft heartbeats reach n3 at once, but log replication to it resumes only after raft's failure backoff
 	// (up to ~10 s after a long partition); Leave needs n3 to learn that it was removed, so wait for that.
-	leader = tc.waitLeader(5*time.Second, 0, 1)
+	leader := tc.waitLeader(5*time.Second, 0, 1)
 	if err := tc.nodes[leader].c.Barrier(context.Background()); err != nil {
 		t.Fatalf("barrier: %v", err)
 	}
