@@ -99,6 +99,16 @@ func attacks(a *rogue.Attacker, addrs []string) map[string]rogue.Result {
 func TestRogueRaftRefused(t *testing.T) {
 	tc := makeCluster(t, 3, true, calmOpt)
 	tc.stable()
+	for i, nd := range tc.nodes {
+		for _, m := range nd.c.Members() {
+			if m.Security != ModeKey {
+				t.Errorf("n%d lists %s with security %q, want key", i+1, m.Name, m.Security)
+			}
+		}
+		if nd.logs.Contains("INSECURE") {
+			t.Errorf("n%d warned about insecure mode with a key", i+1)
+		}
+	}
 	before := tc.snapshot()
 	changed := tc.watchAll()
 	wrongKey := []byte("a-wrong-key-of-exactly-32-bytes!")
@@ -193,6 +203,14 @@ func TestRogueRaftInsecure(t *testing.T) {
 	tc := makeCluster(t, 3, true, insecureOpt, calmOpt)
 	leader := tc.stable()
 	before := tc.snapshot()
+	for i, nd := range tc.nodes {
+		if !nd.logs.ContainsLine("INSECURE", "level=WARN") {
+			t.Errorf("n%d did not warn that it runs insecure", i+1)
+		}
+		if st := nd.c.Status(); st.Security != ModeInsecure {
+			t.Errorf("n%d status security %q", i+1, st.Security)
+		}
+	}
 	a := &rogue.Attacker{Dialer: rogue.Dialer{Timeout: time.Second}, ID: "intruder", Addr: "192.0.2.66:7947"}
 	for i, addr := range tc.raftAddrs() {
 		if r := a.Probe(addr); r.Err != nil || r.Term != before.terms[i] || r.LastLog == 0 {
