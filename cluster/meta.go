@@ -50,6 +50,7 @@ const (
 	maxMetaCount    = 1 << 20
 	maxMetaPriority = 1 << 20
 	maxBootstrap    = 64
+	maxMetaSecurity = 16
 )
 
 func encodeMeta(m wireMeta) ([]byte, error) {
@@ -109,10 +110,9 @@ func (m wireMeta) check() error {
 			return err
 		}
 	}
-	switch m.Security {
-	case "", ModeMTLS, ModeKey, ModeMTLSKey, ModeInsecure:
-	default:
-		return fmt.Errorf("unknown security mode %q", m.Security)
+	// A mode this version does not know (a newer vipd's) is shown as it is, if it is short and printable.
+	if len(m.Security) > maxMetaSecurity || !printable(string(m.Security)) {
+		return fmt.Errorf("security mode %q: longer than %d or not printable ASCII", m.Security, maxMetaSecurity)
 	}
 	if len(m.KeyFPs) > maxKeys {
 		return fmt.Errorf("%d key fingerprints, at most %d", len(m.KeyFPs), maxKeys)
