@@ -133,14 +133,14 @@ func benchFailover(b *testing.B, graceful bool, security clusterOpt) {
 		if graceful {
 			kind = "leave"
 		}
-		fmt.Printf("%s failover %s: %d trials, median %v, max %v, all %v\n", b.Name(), kind, len(times), median.Round(time.Millisecond), maxT.Round(time.Millisecond), roundAll(times))
+		fmt.Printf("%s failover %s: %d trials, median %v, max %v, all %v\n", b.Name(), kind, len(times), median.Round(100*time.Microsecond), maxT.Round(100*time.Microsecond), roundAll(times))
 	}
 }
 
 func roundAll(ts []time.Duration) []time.Duration {
 	out := make([]time.Duration, len(ts))
 	for i, t := range ts {
-		out[i] = t.Round(time.Millisecond)
+		out[i] = t.Round(100 * time.Microsecond)
 	}
 	return out
 }

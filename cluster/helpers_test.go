@@ -204,10 +204,8 @@ func (tc *tcluster) stable(among ...int) int {
 	for _, i := range among {
 		sp := tc.nodes[i].c.trans.dial.spares
 		testutil.WaitFor(tc.t, 10*time.Second, "warm spares to every other voter", func() bool {
-			sp.mu.Lock()
-			defer sp.mu.Unlock()
 			for _, j := range among {
-				if j != i && sp.idle[tc.nodes[j].c.raftAddr] == nil {
+				if j != i && sp.count(tc.nodes[j].c.raftAddr) < sparesPerPeer {
 					return false
 				}
 			}

@@ -5,19 +5,26 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
 
 // Warm spare connections. An authenticated connection costs a TLS handshake and a key proof (about 1.5 ms
-// of CPU and wall time on loopback, BenchmarkHandshake), and the moments raft dials a new connection are
-// the ones that must be fast: a candidate asking a peer it never spoke to for a vote (followers do not talk
-// to each other), a new leader opening replication. So the dialer keeps one authenticated, idle connection
-// to every other voter, made in the background; Dial hands a live spare over at once and makes a new one
-// behind it. A watcher reads each idle spare, so a peer that restarted or closed it is noticed and the spare
-// replaced, and a spare older than spareMaxAge is replaced, so key and certificate rotations reach spares too.
+// of CPU and wall time on loopback, BenchmarkHandshake), and the moments raft dials new connections are the
+// ones that must be fast: a candidate asking a peer it never spoke to for a vote (followers do not talk to
+// each other), a new leader opening heartbeats, replication and its pipeline to every follower. So the
+// dialer keeps sparesPerPeer authenticated, idle connections to every other voter, made in the background;
+// Dial hands a live spare over at once. Spares are made one at a time and not in the second after one was
+// taken, so making them never competes for CPU with an election. A watcher reads each idle spare, so a peer
+// that restarted or closed it is noticed and the spare replaced; a spare older than spareMaxAge is replaced,
+// so key and certificate rotations reach spares too.
 const (
+	// sparesPerPeer covers a new leader's connections to a follower beyond the one its vote request left in
+	// raft's pool: heartbeats and replication (then its pipeline).
+	sparesPerPeer    = 2
 	spareMaxAge      = 5 * time.Minute
+	spareRefillDelay = time.Second
 	spareRetryMin    = time.Second
 	spareRetryMax    = 30 * time.Second
 	spareDialTimeout = 2 * time.Second
@@ -29,10 +36,10 @@ type spare struct {
 	made    time.Time
 	stop    chan struct{} // closed to take the spare: the watcher returns without closing conn
 	stopped chan struct{} // closed when the watcher returned
-	dead    bool          // set by the watcher (under spares.mu) when the peer closed it
+	dead    bool          // set (under spares.mu) when the peer closed it or it was discarded
 }
 
-// spares keeps one spare connection per wanted address.
+// spares keeps sparesPerPeer spare connections per wanted address.
 type spares struct {
 	dial   func(ctx context.Context, addr string) (net.Conn, error) // an authenticated dial
 	ctx    context.Context                                          // ends background dials at close
@@ -41,20 +48,21 @@ type spares struct {
 	mu      sync.Mutex
 	closed  bool
 	want    map[string]bool
-	idle    map[string]*spare
-	dialing map[string]bool
-	retry   map[string]time.Time     // no dial before this time (after a failure)
-	backoff map[string]time.Duration // current backoff per address
+	idle    map[string][]*spare
+	dialing map[string]bool          // at most one address at a time
+	retry   map[string]time.Time     // no dial to the address before this time
+	backoff map[string]time.Duration // current failure backoff per address
 	wg      sync.WaitGroup
 }
 
 func newSpares(dial func(ctx context.Context, addr string) (net.Conn, error)) *spares {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &spares{dial: dial, ctx: ctx, cancel: cancel, want: map[string]bool{}, idle: map[string]*spare{}, dialing: map[string]bool{},
-		retry: map[string]time.Time{}, backoff: map[string]time.Duration{}}
+	return &spares{dial: dial, ctx: ctx, cancel: cancel, want: map[string]bool{}, idle: map[string][]*spare{},
+		dialing: map[string]bool{}, retry: map[string]time.Time{}, backoff: map[string]time.Duration{}}
 }
 
-// keep sets the addresses to keep a spare for, drops spares of others, and starts the dials that are due.
+// keep sets the addresses to keep spares for, drops the spares of others and those older than spareMaxAge
+// at now, and starts the next dial that is due.
 func (s *spares) keep(addrs []string, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -65,62 +73,79 @@ func (s *spares) keep(addrs []string, now time.Time) {
 	for _, a := range addrs {
 		s.want[a] = true
 	}
-	for a, sp := range s.idle {
-		if !s.want[a] || sp.dead || now.Sub(sp.made) > spareMaxAge {
+	for a, list := range s.idle {
+		s.idle[a] = slices.DeleteFunc(list, func(sp *spare) bool {
+			drop := !s.want[a] || sp.dead || now.Sub(sp.made) > spareMaxAge
+			if drop {
+				s.discardLocked(sp)
+			}
+			return drop
+		})
+		if len(s.idle[a]) == 0 {
 			delete(s.idle, a)
-			s.discardLocked(sp)
 		}
 	}
-	for a := range s.backoff {
+	for a := range s.retry {
 		if !s.want[a] {
-			delete(s.backoff, a)
 			delete(s.retry, a)
+			delete(s.backoff, a)
 		}
 	}
-	s.refillAllLocked()
+	s.refillLocked()
 }
 
-// refillAllLocked starts the next due spare dial, if any.
-func (s *spares) refillAllLocked() {
-	now := time.Now()
-	for a := range s.want {
-		s.refillLocked(a, now)
-	}
-}
-
-// take returns the live spare for addr, if any, and starts making the next one.
+// take returns a live spare for addr, if any.
 func (s *spares) take(addr string) net.Conn {
-	s.mu.Lock()
-	sp := s.idle[addr]
-	if sp == nil || sp.dead {
+	for {
+		s.mu.Lock()
+		list := s.idle[addr]
+		if len(list) == 0 {
+			s.mu.Unlock()
+			return nil
+		}
+		sp := list[len(list)-1]
+		s.idle[addr] = list[:len(list)-1]
+		// Raft is making connections now: let it have the CPU, refill later.
+		s.retry[addr] = maxTime(s.retry[addr], time.Now().Add(spareRefillDelay))
 		s.mu.Unlock()
-		return nil
-	}
-	delete(s.idle, addr)
-	s.refillLocked(addr, time.Now())
-	s.mu.Unlock()
-	// Stop the watcher without consuming anything: a read deadline in the past ends its Read.
-	close(sp.stop)
-	sp.conn.SetReadDeadline(time.Unix(1, 0))
-	<-sp.stopped
-	s.mu.Lock()
-	dead := sp.dead
-	s.mu.Unlock()
-	if dead {
+		// Stop the watcher without consuming anything: a read deadline in the past ends its Read.
+		close(sp.stop)
+		sp.conn.SetReadDeadline(time.Unix(1, 0))
+		<-sp.stopped
+		s.mu.Lock()
+		dead := sp.dead
+		s.mu.Unlock()
+		if !dead {
+			sp.conn.SetReadDeadline(time.Time{})
+			return sp.conn
+		}
 		sp.conn.Close()
-		return nil
 	}
-	sp.conn.SetReadDeadline(time.Time{})
-	return sp.conn
 }
 
-// refillLocked starts a background dial for addr if it is wanted, has no spare, none is being made, its
-// retry time has come, and no other spare is being made: spares are made one at a time, so they never add a
-// burst of handshakes to the moments raft makes its own connections (a cluster forming, an election).
-func (s *spares) refillLocked(addr string, now time.Time) {
-	if s.closed || !s.want[addr] || s.idle[addr] != nil || len(s.dialing) > 0 || now.Before(s.retry[addr]) {
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// refillLocked starts one background dial, to the first wanted address that lacks spares and whose retry
+// time has come, unless a dial is already running: spares are made one at a time.
+func (s *spares) refillLocked() {
+	if s.closed || len(s.dialing) > 0 {
 		return
 	}
+	now := time.Now()
+	for addr := range s.want {
+		if len(s.idle[addr]) < sparesPerPeer && !now.Before(s.retry[addr]) {
+			s.dialLocked(addr)
+			return
+		}
+	}
+}
+
+func (s *spares) dialLocked(addr string) {
 	s.dialing[addr] = true
 	s.wg.Add(1)
 	go func() {
@@ -131,27 +156,26 @@ func (s *spares) refillLocked(addr string, now time.Time) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		delete(s.dialing, addr)
-		defer s.refillAllLocked() // the next address's turn
+		defer s.refillLocked() // the next spare's turn
 		if err != nil {
 			b := min(max(2*s.backoff[addr], spareRetryMin), spareRetryMax)
 			s.backoff[addr], s.retry[addr] = b, time.Now().Add(b)
 			return
 		}
 		delete(s.backoff, addr)
-		delete(s.retry, addr)
-		if s.closed || !s.want[addr] || s.idle[addr] != nil {
+		if s.closed || !s.want[addr] || len(s.idle[addr]) >= sparesPerPeer {
 			conn.Close()
 			return
 		}
 		sp := &spare{conn: conn, made: time.Now(), stop: make(chan struct{}), stopped: make(chan struct{})}
-		s.idle[addr] = sp
+		s.idle[addr] = append(s.idle[addr], sp)
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.watch(addr, sp) }()
 	}()
 }
 
-// watch reads the idle spare: a peer sends nothing on an idle Raft connection (TLS session tickets are
-// handled inside Read), so any return but our own deadline means the spare is dead.
+// watch reads the idle spare: a peer sends nothing on an idle Raft connection, so any return but our own
+// deadline means the spare is dead.
 func (s *spares) watch(addr string, sp *spare) {
 	defer close(sp.stopped)
 	var buf [1]byte
@@ -165,9 +189,9 @@ func (s *spares) watch(addr string, sp *spare) {
 	}
 	s.mu.Lock()
 	sp.dead = true
-	if s.idle[addr] == sp {
-		delete(s.idle, addr)
-		s.refillLocked(addr, time.Now())
+	if i := slices.Index(s.idle[addr], sp); i >= 0 {
+		s.idle[addr] = slices.Delete(s.idle[addr], i, i+1)
+		s.refillLocked()
 	}
 	s.mu.Unlock()
 	sp.conn.Close()
@@ -179,14 +203,23 @@ func (s *spares) discardLocked(sp *spare) {
 	sp.conn.Close()
 }
 
+// count is the number of idle spares for addr.
+func (s *spares) count(addr string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.idle[addr])
+}
+
 // close closes every spare and waits for the dials and watchers.
 func (s *spares) close() {
 	s.cancel()
 	s.mu.Lock()
 	s.closed = true
-	for a, sp := range s.idle {
+	for a, list := range s.idle {
 		delete(s.idle, a)
-		s.discardLocked(sp)
+		for _, sp := range list {
+			s.discardLocked(sp)
+		}
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
