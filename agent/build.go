@@ -12,8 +12,12 @@ import (
 // Building the components is the one validation path: each constructor validates its own configuration and
 // starts nothing, and flagError names the flag. New, `vipd validate` and reload all come through here.
 
+// defaultFrontend names the one frontend the flags describe (health.Node and metric labels need a name).
+const defaultFrontend = "default"
+
 // frontend is one listener: its backends, their health checks and the proxy between them.
 type frontend struct {
+	name    string
 	listen  string
 	monitor *health.Monitor
 	node    *health.Node
@@ -30,6 +34,7 @@ func (a *Agent) buildFrontend() (*frontend, error) {
 	if err != nil {
 		return nil, flagError(err, healthFlags)
 	}
+	healthMetrics := health.NewMetrics(a.reg)
 	mon, err := health.NewMonitor(health.Config{
 		Interval:   cfg.CheckInterval,
 		Timeout:    cfg.CheckTimeout,
@@ -38,8 +43,8 @@ func (a *Agent) buildFrontend() (*frontend, error) {
 		MinHealthy: cfg.MinHealthy,
 		Checker:    checker,
 		Logger:     a.log.With("component", "health"),
-		Metrics:    health.NewMetrics(a.reg),
-	}, cfg.Backends)
+		Metrics:    healthMetrics.Frontend(defaultFrontend),
+	}, health.BackendList(cfg.Backends...))
 	if err != nil {
 		return nil, flagError(err, healthFlags)
 	}
@@ -61,7 +66,9 @@ func (a *Agent) buildFrontend() (*frontend, error) {
 	if err != nil {
 		return nil, flagError(err, proxyFlags)
 	}
-	return &frontend{listen: cfg.Listen, monitor: mon, node: health.NewNode(mon), proxy: p}, nil
+	node := health.NewNode(health.WithMetrics(healthMetrics))
+	node.SetFrontend(defaultFrontend, mon)
+	return &frontend{name: defaultFrontend, listen: cfg.Listen, monitor: mon, node: node, proxy: p}, nil
 }
 
 func (a *Agent) buildCluster() error {
