@@ -61,7 +61,7 @@ func (a *Agent) buildFrontend() (*frontend, error) {
 		MaxConns:     cfg.MaxConns,
 		Retries:      cfg.Retries,
 		Logger:       a.log.With("component", "proxy"),
-		Metrics:      proxy.NewMetrics(a.reg),
+		Metrics:      proxy.NewMetrics(a.reg).Frontend(defaultFrontend),
 	}, mon)
 	if err != nil {
 		return nil, flagError(err, proxyFlags)
