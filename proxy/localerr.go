@@ -64,9 +64,20 @@ func (r *rateLog) log(l *slog.Logger, level slog.Level, msg string, attrs ...any
 	l.Log(context.Background(), level, msg, append(attrs, "suppressed", n)...)
 }
 
-// localError counts and (rate-limited) logs a local resource error of op ("accept" or "dial").
+// localError counts and logs a local resource error of op (opAccept or opDial): at most one line a minute
+// per op, so a node at its fd limit says so once, not once per connection.
 func (p *Proxy) localError(op, errno string, err error, attrs ...any) {
 	p.metrics.localError(errno)
-	p.localLog.log(p.log, slog.LevelWarn, "local resource error: "+op+" failed; not the backend's fault",
+	l := p.dialLog
+	if op == opAccept {
+		l = p.acceptLog
+	}
+	l.log(p.log, slog.LevelWarn, "local resource error: "+op+" failed; not the backend's fault",
 		append([]any{"errno", errno, "err", err}, attrs...)...)
 }
+
+// Operations whose local errors are logged apart.
+const (
+	opAccept = "accept"
+	opDial   = "dial"
+)

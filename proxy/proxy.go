@@ -61,9 +61,9 @@ type Proxy struct {
 	refusedLocal     atomic.Uint64
 	serving          atomic.Int32
 
-	localLog, loopLog *rateLog
-	configChanged     signal                           // SetConfig ran: idle sweepers re-read IdleTimeout
-	listens           atomic.Pointer[[]netip.AddrPort] // listening addresses of running Serve calls (loop guard)
+	acceptLog, dialLog, loopLog *rateLog                         // at most one line a minute each
+	configChanged               signal                           // SetConfig ran: idle sweepers re-read IdleTimeout
+	listens                     atomic.Pointer[[]netip.AddrPort] // listening addresses of running Serve calls (loop guard)
 
 	mu      sync.Mutex // guards servers and writes of listens
 	servers map[*server]struct{}
@@ -90,15 +90,16 @@ func New(cfg Config, b Backends) (*Proxy, error) {
 	}
 	cfg = cfg.withDefaults()
 	p := &Proxy{
-		log:      cfg.Logger,
-		metrics:  cfg.Metrics,
-		backends: b,
-		table:    newTable(cfg.Metrics),
-		pipes:    newPipePool(keepPipes, 0), // 0: keep the kernel's default size, pipeSize
-		chunk:    pipeSize,
-		localLog: newRateLog(localErrorLogInterval),
-		loopLog:  newRateLog(localErrorLogInterval),
-		servers:  make(map[*server]struct{}),
+		log:       cfg.Logger,
+		metrics:   cfg.Metrics,
+		backends:  b,
+		table:     newTable(cfg.Metrics),
+		pipes:     newPipePool(keepPipes, 0), // 0: keep the kernel's default size, pipeSize
+		chunk:     pipeSize,
+		acceptLog: newRateLog(localErrorLogInterval),
+		dialLog:   newRateLog(localErrorLogInterval),
+		loopLog:   newRateLog(localErrorLogInterval),
+		servers:   make(map[*server]struct{}),
 	}
 	p.set.Store(p.newSettings(cfg))
 	p.listens.Store(&[]netip.AddrPort{})
@@ -160,7 +161,7 @@ func (p *Proxy) dial(ctx context.Context, set *settings) (socket, *backend, erro
 			return nil, nil, fmt.Errorf("dial %s: %w", be.addr, ctx.Err())
 		}
 		if errno, ok := localErrno(err); ok {
-			p.localError("dial", errno, err, "backend", be.addr)
+			p.localError(opDial, errno, err, "backend", be.addr)
 			return nil, nil, fmt.Errorf("%w: %w", errLocal, err)
 		}
 		if errors.Is(err, errLoop) {

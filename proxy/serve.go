@@ -143,7 +143,7 @@ func (s *server) accept(ctx context.Context) error {
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 			if errno, ok := localErrno(err); ok {
-				s.p.localError("accept", errno, err, "listener", s.ln.Addr().String(), "backoff", backoff)
+				s.p.localError(opAccept, errno, err, "listener", s.ln.Addr().String(), "backoff", backoff)
 			} else {
 				s.p.log.Warn("accept failed; backing off", "err", err, "backoff", backoff)
 			}
