@@ -21,6 +21,11 @@ type listener struct {
 // Listen opens a TCP listener on address for Serve. Serve works with any TCP listener, but on one from
 // Listen the keepalive options are set once on the listening socket (accepted sockets inherit them)
 // instead of with three or four setsockopt calls on every accepted connection.
+//
+// Listen does not check address against the backends: they change at run time, and only the agent knows
+// every frontend, so refusing a configuration whose backend is one of its own listen addresses is the
+// agent's job. The proxy's own backstop is at dial time (see loop.go): once Serve runs on the listener, a
+// dial to its address is refused, so a loop cannot form even through a host name.
 func (p *Proxy) Listen(ctx context.Context, address string) (net.Listener, error) {
 	ka := p.config().KeepAlive
 	lc := net.ListenConfig{

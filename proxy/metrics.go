@@ -44,7 +44,8 @@ var (
 
 // NewMetrics creates the proxy collectors and registers them with reg (nil: not registered). It panics if
 // they are already registered with reg, as prometheus.MustRegister does: call it once per agent and hand out
-// Frontend views. The returned view records with an empty frontend label, which Prometheus treats as none.
+// Frontend views. The returned view records with an empty frontend label, which Prometheus treats as none;
+// it creates no series until something happens.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	v := &metricVecs{
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -94,13 +95,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(v.conns, v.active, v.bytes, v.dialErrors, v.copyErrors, v.refused, v.connDuration,
 			v.dialDuration, v.localErrors, v.loops)
 	}
-	m := &Metrics{v: v}
-	m.init()
-	return m
+	return &Metrics{v: v}
 }
 
 // Frontend returns the view that labels every series with frontend=name: the Metrics a frontend's Proxy takes
-// in its Config. Views share NewMetrics' collectors. A nil Metrics gives nil.
+// in its Config. Views share NewMetrics' collectors. The view's refusal counters are created at 0, so a
+// rate() over them works before the first refusal. A nil Metrics gives nil.
 func (m *Metrics) Frontend(name string) *Metrics {
 	if m == nil {
 		return nil
