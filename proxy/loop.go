@@ -10,8 +10,6 @@ import (
 	"slices"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // The loop guard. A backend that is one of the proxy's own listening addresses makes every client connection
@@ -121,36 +119,13 @@ func (p *Proxy) checkLoopBefore(be *backend) (loopVerdict, error) {
 }
 
 // checkLoopAfter reports a loop when the connected socket's local address is the destination address.
-func (p *Proxy) checkLoopAfter(be *backend, c socket, dst netip.AddrPort) error {
-	local, ok := localAddr(c)
-	if !ok || local.Addr().Unmap() != dst.Addr().Unmap() {
+func (p *Proxy) checkLoopAfter(be *backend, local, dst netip.AddrPort) error {
+	if !local.IsValid() || local.Addr().Unmap() != dst.Addr().Unmap() {
 		return nil
 	}
 	be.loopUntil.Store(time.Now().Add(loopMemory).UnixNano())
 	_, l := p.loopBefore(dst)
 	return loopError(dst, l)
-}
-
-// localAddr returns a socket's local address (getsockname).
-func localAddr(c socket) (netip.AddrPort, bool) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		return addrPortOf(tc.LocalAddr())
-	}
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return netip.AddrPort{}, false
-	}
-	var sa unix.Sockaddr
-	if err := rc.Control(func(fd uintptr) { sa, _ = unix.Getsockname(int(fd)) }); err != nil {
-		return netip.AddrPort{}, false
-	}
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)), true
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port)), true
-	}
-	return netip.AddrPort{}, false
 }
 
 // loopControl is the name-dialer's Control: it judges the resolved address before the connect.

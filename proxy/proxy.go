@@ -186,12 +186,17 @@ func (p *Proxy) connect(ctx context.Context, set *settings, be *backend) (socket
 		if err != nil {
 			return nil, err
 		}
-		f, err := connectRaw(ctx, &be.sa, set.KeepAlive, set.DialTimeout)
+		var local netip.AddrPort
+		var wantLocal *netip.AddrPort
+		if verdict == checkAfter {
+			wantLocal = &local
+		}
+		f, err := connectRaw(ctx, &be.sa, set.KeepAlive, set.DialTimeout, wantLocal)
 		if err != nil {
 			return nil, fmt.Errorf("dial %s: %w", be.addr, err)
 		}
 		if verdict == checkAfter {
-			if err := p.checkLoopAfter(be, f, be.ap); err != nil {
+			if err := p.checkLoopAfter(be, local, be.ap); err != nil {
 				reset(f)
 				return nil, err
 			}
@@ -205,7 +210,8 @@ func (p *Proxy) connect(ctx context.Context, set *settings, be *backend) (socket
 	tc := c.(*net.TCPConn)
 	if dst, ok := addrPortOf(tc.RemoteAddr()); ok {
 		if v, _ := p.loopBefore(dst); v == checkAfter {
-			if err := p.checkLoopAfter(be, tc, dst); err != nil {
+			local, _ := addrPortOf(tc.LocalAddr()) // cached by net: no syscall
+			if err := p.checkLoopAfter(be, local, dst); err != nil {
 				reset(tc)
 				return nil, err
 			}
