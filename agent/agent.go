@@ -215,11 +215,11 @@ func (a *Agent) start(ctx context.Context) (*running, error) {
 
 	if a.fe != nil {
 		run(func() error { a.fe.monitor.Run(base); return nil })
-		a.fe.node.SetListenerUp(true)
+		a.fe.node.SetListenerUp(a.fe.name, true)
 		run(func() error {
 			defer close(rt.proxyDone)
 			if err := a.fe.proxy.Serve(proxyCtx, ln); err != nil {
-				a.fe.node.SetListenerUp(false)
+				a.fe.node.SetListenerUp(a.fe.name, false)
 				return fmt.Errorf("proxy on %s: %w", a.fe.listen, err)
 			}
 			return nil

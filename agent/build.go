@@ -29,10 +29,11 @@ func (a *Agent) buildFrontend(s frontendSpec) (*frontend, error) {
 	if err != nil {
 		return nil, settingError(err, s.fieldName)
 	}
-	backends := make([]string, len(s.backends))
+	backends := make([]health.Backend, len(s.backends))
 	for i, b := range s.backends {
-		backends[i] = b.Addr
+		backends[i] = health.Backend{Addr: b.Addr, Weight: b.Weight}
 	}
+	healthMetrics := health.NewMetrics(a.reg)
 	mon, err := health.NewMonitor(health.Config{
 		Interval:   s.interval,
 		Timeout:    s.timeout,
@@ -41,7 +42,7 @@ func (a *Agent) buildFrontend(s frontendSpec) (*frontend, error) {
 		MinHealthy: s.minHealthy,
 		Checker:    checker,
 		Logger:     a.log.With("component", "health", "frontend", s.name),
-		Metrics:    health.NewMetrics(a.reg),
+		Metrics:    healthMetrics.Frontend(s.name),
 	}, backends)
 	if err != nil {
 		return nil, settingError(err, s.fieldName)
@@ -59,12 +60,14 @@ func (a *Agent) buildFrontend(s frontendSpec) (*frontend, error) {
 		MaxConns:     cfg.MaxConns,
 		Retries:      cfg.Retries,
 		Logger:       a.log.With("component", "proxy", "frontend", s.name),
-		Metrics:      proxy.NewMetrics(a.reg),
+		Metrics:      proxy.NewMetrics(a.reg).Frontend(s.name),
 	}, mon)
 	if err != nil {
 		return nil, settingError(err, s.fieldName)
 	}
-	return &frontend{name: s.name, listen: s.listen, monitor: mon, node: health.NewNode(mon), proxy: p}, nil
+	node := health.NewNode(health.WithMetrics(healthMetrics))
+	node.SetFrontend(s.name, mon)
+	return &frontend{name: s.name, listen: s.listen, monitor: mon, node: node, proxy: p}, nil
 }
 
 func (a *Agent) buildCluster() error {
