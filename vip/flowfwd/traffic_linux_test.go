@@ -127,6 +127,22 @@ func dialMany(t testing.TB, client *ns, vip netip.Addr, count int) ([]*net.TCPCo
 	return conns, ids
 }
 
+// dialGreeting opens one connection and reads its greeting; an error of either step is returned.
+func dialGreeting(t testing.TB, client *ns, vip netip.Addr) (byte, error) {
+	t.Helper()
+	var c net.Conn
+	var err error
+	client.do(t, func() {
+		d := net.Dialer{Timeout: 5 * time.Second, KeepAlive: -1}
+		c, err = d.Dial("tcp", netip.AddrPortFrom(vip, port).String())
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return greeting(c.(*net.TCPConn))
+}
+
 func greeting(c *net.TCPConn) (byte, error) {
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	defer c.SetReadDeadline(time.Time{})
