@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/vipd/vipd/internal/testutil"
-	"github.com/vipd/vipd/vip/flowfwd"
 )
 
 // The hand-over end to end, in three namespaces on a bridge: a client, the old holder A and the new holder
@@ -53,6 +52,11 @@ func testHandover(t *testing.T, is4, forward bool) {
 	vips, ports := []netip.Addr{vip}, []uint16{port}
 
 	a.addLo(t, vip)
+	// A ran vipd while it held the VIP, so its own flows are marked; it keeps the rules while it drains
+	// (it forwards nothing: it holds no VIP any more).
+	if err := newTable(t, a).Mark(vips, ports); err != nil {
+		t.Fatalf("Mark on A: %v", err)
+	}
 	srvA := serve(t, a.ns, 'A')
 	srvB := serve(t, b.ns, 'B')
 	l.pointVIP(t, vip, a)
@@ -75,17 +79,7 @@ func testHandover(t *testing.T, is4, forward bool) {
 	waitStreams(t, streams, nil, 256<<10, "streams flowing through A")
 
 	// The move.
-	var tbl *flowfwd.Table
-	var err error
-	b.do(t, func() { tbl, err = flowfwd.New(flowfwd.Config{}, testutil.Logger(t)) })
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := tbl.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
+	tbl := newTable(t, b)
 	if err := tbl.Mark(vips, ports); err != nil {
 		t.Fatalf("Mark: %v", err)
 	}
@@ -159,6 +153,22 @@ func testHandover(t *testing.T, is4, forward bool) {
 	t.Logf("%d idle + %d streaming connections moved with 0 resets; %d bytes lost; %+v",
 		idleConns, streamConns, lost, st)
 
+	// The client ends old flows during the drain, ten with a FIN (close) and ten with a RST (abort): each
+	// must reach A through B so that A frees the socket (A sends nothing on an idle flow, so it would
+	// otherwise keep it for good).
+	before := srvA.open()
+	for _, c := range idle[:10] {
+		c.Close()
+	}
+	for _, c := range idle[10:20] {
+		_ = c.SetLinger(0)
+		c.Close()
+	}
+	testutil.WaitFor(t, moveTimeout, "A to see the 20 closed or aborted old flows end", func() bool {
+		return srvA.open() <= before-20
+	})
+	idle = idle[20:]
+
 	// After StopForward the old flows get today's RST; B's own flows are untouched.
 	if err := tbl.StopForward(); err != nil {
 		t.Fatalf("StopForward: %v", err)
@@ -169,6 +179,13 @@ func testHandover(t *testing.T, is4, forward bool) {
 		}
 	}
 	pingAll(t, fresh, "new connection after StopForward")
+	after, err := tbl.Stats()
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if after.Forwarded < st.Forwarded || after.MarkedSYNs < st.MarkedSYNs {
+		t.Errorf("Stats went back across StopForward: %+v, then %+v", st, after)
+	}
 }
 
 func requireAll(t *testing.T, ids []byte, want byte, what string) {

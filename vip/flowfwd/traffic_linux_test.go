@@ -22,12 +22,15 @@ import (
 // idle connections that prove they are alive with one ping-pong, and streams that send a deterministic byte
 // sequence and check every echoed byte.
 
-const port = 6443
+const (
+	port     = 6443 // echo servers
+	sinkPort = 6444 // sinks, for the benchmark's bulk streams
+)
 
 // server accepts on the wildcard ":port" (dual stack), as vipd's proxy does with its default -listen.
 type server struct {
 	ln       net.Listener
-	id       byte
+	id       byte // greeting; 0 for a sink, which greets nothing and discards what it reads
 	accepted atomic.Int64
 	wg       sync.WaitGroup
 
@@ -35,7 +38,12 @@ type server struct {
 	conns map[net.Conn]struct{}
 }
 
-func serve(t testing.TB, n *ns, id byte) *server {
+func serve(t testing.TB, n *ns, id byte) *server { return listen(t, n, id, port) }
+
+// sink accepts on the wildcard ":sinkPort" and discards everything it reads.
+func sink(t testing.TB, n *ns) *server { return listen(t, n, 0, sinkPort) }
+
+func listen(t testing.TB, n *ns, id byte, port int) *server {
 	t.Helper()
 	s := &server{id: id, conns: map[net.Conn]struct{}{}}
 	var err error
@@ -73,6 +81,10 @@ func (s *server) echo(c net.Conn) {
 		s.mu.Unlock()
 		c.Close()
 	}()
+	if s.id == 0 {
+		_, _ = io.Copy(io.Discard, c)
+		return
+	}
 	if _, err := c.Write([]byte{s.id}); err != nil {
 		return
 	}
@@ -80,6 +92,13 @@ func (s *server) echo(c net.Conn) {
 		_ = c.(*net.TCPConn).CloseWrite() // the client's EOF, echoed
 		_, _ = io.Copy(io.Discard, c)
 	}
+}
+
+// open counts the connections the server has not yet seen end.
+func (s *server) open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }
 
 func (s *server) close() {
