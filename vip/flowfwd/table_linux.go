@@ -4,6 +4,7 @@ package flowfwd
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -13,22 +14,23 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Table is vipd's own nftables tables ("vipd" in families ip and ip6), programmed through netlink.
 //
 // It works in the network namespace of the thread that called New, whatever thread later calls its
-// methods. Every method is safe for concurrent use: calls are serialised, each change is one netlink batch
+// methods: its netlink sockets are opened there, by New, without entering any namespace (so CAP_NET_ADMIN
+// is all it needs, as in a container). Every method is safe for concurrent use: calls are serialised, each change is one netlink batch
 // (one nftables transaction, so packets see the old rules or the new ones, never a mix or none), and a
 // call that would change nothing sends nothing. A failed call leaves the kernel and the Table as they were.
 type Table struct {
 	log    *slog.Logger
 	ctMark uint32
 
-	mu     sync.Mutex     // serialises calls; guards everything below
-	ns     netns.NsHandle // the namespace New was called in: every socket is opened there
-	rtnl   *netlink.Handle
+	mu     sync.Mutex      // serialises calls; guards everything below
+	nft    *nftables.Conn  // lasting: one socket, opened by New
+	rtnl   *netlink.Handle // interface and address lookups
 	closed bool
 	marks  selector
 	fwd    [2]*target // by family: [0] ip, [1] ip6
@@ -45,29 +47,29 @@ func New(cfg Config, log *slog.Logger) (*Table, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ns, err := netns.Get()
+	// Both sockets are opened by this thread, in its namespace: no setns, which would need CAP_SYS_ADMIN.
+	nft, err := nftables.New(nftables.AsLasting())
 	if err != nil {
-		return nil, fmt.Errorf("flowfwd: open this thread's network namespace: %w", err)
+		return nil, fmt.Errorf("flowfwd: open nftables netlink: %w", err)
 	}
-	rtnl, err := netlink.NewHandleAt(ns)
+	rtnl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
-		ns.Close()
+		_ = nft.CloseLasting()
 		return nil, fmt.Errorf("flowfwd: open rtnetlink: %w", err)
 	}
-	t := &Table{log: log, ctMark: cfg.ctMark(), ns: ns, rtnl: rtnl}
+	t := &Table{log: log, ctMark: cfg.ctMark(), nft: nft, rtnl: rtnl}
 	if err := t.removeStale(); err != nil {
 		t.release()
+		if errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("%w (programming nftables needs CAP_NET_ADMIN)", err)
+		}
 		return nil, err
 	}
 	return t, nil
 }
 
 func (t *Table) removeStale() error {
-	c, err := t.dial()
-	if err != nil {
-		return err
-	}
-	defer func() { _ = c.CloseLasting() }()
+	c := t.nft
 	for _, f := range families() {
 		if ok, err := tableExists(c, f); err != nil {
 			return err
@@ -79,16 +81,6 @@ func (t *Table) removeStale() error {
 		return fmt.Errorf("flowfwd: remove stale tables (is another vipd running in this network namespace?): %w", err)
 	}
 	return nil
-}
-
-// dial opens a netlink connection for one call. A fresh one per call means a batch that failed to build is
-// simply dropped with its connection, never sent by a later call.
-func (t *Table) dial() (*nftables.Conn, error) {
-	c, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(t.ns)))
-	if err != nil {
-		return nil, fmt.Errorf("flowfwd: open nftables netlink: %w", err)
-	}
-	return c, nil
 }
 
 // Mark installs, replacing any earlier Mark, the rules that record in conntrack that a flow to one of vips
@@ -158,12 +150,7 @@ func (t *Table) Close() error {
 		return nil
 	}
 	defer t.release()
-	c, err := t.dial()
-	if err != nil {
-		return err
-	}
-	defer func() { _ = c.CloseLasting() }()
-	if err := t.replace(c, selector{}, [2]*target{}); err != nil {
+	if err := t.replace(t.nft, selector{}, [2]*target{}); err != nil {
 		return fmt.Errorf("flowfwd: remove tables: %w", err)
 	}
 	if !t.marks.empty() || t.fwd != [2]*target{} {
@@ -172,25 +159,20 @@ func (t *Table) Close() error {
 	return nil
 }
 
-// call runs f under the lock with a fresh connection.
+// call runs f under the lock.
 func (t *Table) call(f func(c *nftables.Conn) error) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return ErrClosed
 	}
-	c, err := t.dial()
-	if err != nil {
-		return err
-	}
-	defer func() { _ = c.CloseLasting() }()
-	return f(c)
+	return f(t.nft)
 }
 
 func (t *Table) release() {
 	t.closed = true
+	_ = t.nft.CloseLasting()
 	t.rtnl.Close()
-	t.ns.Close()
 }
 
 func familyIndex(is4 bool) int {
@@ -239,8 +221,12 @@ func (t *Table) logChange(marks selector, fwd [2]*target) {
 	}
 }
 
-// replace installs exactly marks and fwd in one batch on c. If building the batch fails nothing is sent
-// (the caller drops c with its queued messages).
+// replace installs exactly marks and fwd in one batch on c.
+//
+// Building the batch cannot fail for the fixed expressions and validated elements this package queues (the
+// tests build every variant). Should it fail anyway, the messages already queued stay on c and go out with
+// the next batch, which begins by deleting both tables again: the kernel still ends with exactly that
+// batch's rules, or that batch fails whole.
 func (t *Table) replace(c *nftables.Conn, marks selector, fwd [2]*target) error {
 	for i, f := range families() {
 		if err := f.queueReplace(c, t.ctMark, marks.of(f.is4), fwd[i]); err != nil {
