@@ -43,6 +43,8 @@ func TestHandover(t *testing.T) {
 }
 
 func testHandover(t *testing.T, is4, forward bool) {
+	start := time.Now()
+	phase := func(what string) { t.Logf("%8v  %s", time.Since(start).Round(time.Millisecond), what) }
 	l := newLAN(t, 2)
 	a, b := l.nodes[0], l.nodes[1]
 	vip := vipV6
@@ -77,6 +79,7 @@ func testHandover(t *testing.T, is4, forward bool) {
 		}
 	})
 	waitStreams(t, streams, nil, 256<<10, "streams flowing through A")
+	phase("connections open, streams flowing through A; moving the VIP")
 
 	// The move.
 	tbl := newTable(t, b)
@@ -116,10 +119,13 @@ func testHandover(t *testing.T, is4, forward bool) {
 
 	// Every old flow keeps going through B to A.
 	waitStreams(t, streams, moved, 512<<10, "streams flowing through B to A after the move")
+	phase("streams flowing through B to A")
 	pingAll(t, idle, "idle connection after the move")
+	phase("idle connections answered through B")
 	fresh, ids := dialMany(t, l.client, vip, newConns)
 	requireAll(t, ids, 'B', "new connections during the drain")
 	pingAll(t, fresh, "new connection during the drain")
+	phase("new connections served by B")
 
 	st, err := tbl.Stats()
 	if err != nil {
@@ -144,6 +150,7 @@ func testHandover(t *testing.T, is4, forward bool) {
 		}
 		lost += s.sent.Load() - s.recvd.Load()
 	}
+	phase("streams finished")
 	if got := srvA.accepted.Load(); got != idleConns+streamConns {
 		t.Errorf("A accepted %d connections, want %d (no old flow may reconnect)", got, idleConns+streamConns)
 	}
@@ -168,6 +175,7 @@ func testHandover(t *testing.T, is4, forward bool) {
 		return srvA.open() <= before-20
 	})
 	idle = idle[20:]
+	phase("closed and aborted old flows ended on A")
 
 	// After StopForward the old flows get today's RST; B's own flows are untouched.
 	if err := tbl.StopForward(); err != nil {
@@ -179,6 +187,7 @@ func testHandover(t *testing.T, is4, forward bool) {
 		}
 	}
 	pingAll(t, fresh, "new connection after StopForward")
+	phase("after StopForward: old flows reset, new ones served")
 	after, err := tbl.Stats()
 	if err != nil {
 		t.Fatalf("Stats: %v", err)
@@ -202,8 +211,17 @@ func pingAll(t *testing.T, conns []*net.TCPConn, what string) {
 	t.Helper()
 	var failed int
 	var first error
+	var slowest time.Duration
+	defer func() {
+		if slowest > time.Second {
+			t.Logf("%s: slowest ping-pong %v (a lost segment, retransmitted)", what, slowest)
+		}
+	}()
 	for i, c := range conns {
-		if err := ping(c, uint64(i), pingTimeout); err != nil {
+		start := time.Now()
+		err := ping(c, uint64(i), pingTimeout)
+		slowest = max(slowest, time.Since(start))
+		if err != nil {
 			failed++
 			if first == nil {
 				first = fmt.Errorf("connection %d: %w (reset: %v)", i, err, isReset(err))
