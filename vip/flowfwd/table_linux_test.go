@@ -184,3 +184,61 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Fatalf("New with two mark bits: %v, want ErrInvalidConfig", err)
 	}
 }
+
+// Concurrent calls are serialised: every call succeeds, and the rules end as the last call left them.
+func TestTableConcurrentCalls(t *testing.T) {
+	requireNetns(t)
+	n := newNS(t, "t")
+	run(t, "ip", "-n", n.name, "link", "add", "d0", "type", "veth", "peer", "name", "d1")
+	run(t, "ip", "-n", n.name, "addr", "add", "10.78.0.2/24", "dev", "d0")
+	run(t, "ip", "-n", n.name, "link", "set", "d0", "up")
+	var tbl *flowfwd.Table
+	var err error
+	n.do(t, func() { tbl, err = flowfwd.New(flowfwd.Config{}, testutil.Logger(t)) })
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = tbl.Close() })
+	vips := []netip.Addr{netip.MustParseAddr("10.78.0.50")}
+	peer := netip.MustParseAddr("10.78.0.1")
+
+	const workers, calls = 4, 25
+	errs := make(chan error, workers*calls)
+	done := make(chan struct{})
+	for w := range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range calls {
+				var err error
+				switch (w + i) % 4 {
+				case 0:
+					err = tbl.Mark(vips, []uint16{uint16(6000 + i)})
+				case 1:
+					err = tbl.Forward(peer, "d0", vips, []uint16{6443})
+				case 2:
+					err = tbl.StopForward()
+				default:
+					_, err = tbl.Stats()
+				}
+				errs <- err
+			}
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent call: %v", err)
+		}
+	}
+	// A last pair of calls decides the state, whatever the interleaving was.
+	if err := tbl.Mark(vips, []uint16{6443}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Forward(peer, "d0", vips, []uint16{6443}); err != nil {
+		t.Fatal(err)
+	}
+	inspect(t, n).want(ip4, "vipd:mark", "vipd:local", "vipd:forward")
+}
