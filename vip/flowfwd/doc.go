@@ -95,4 +95,9 @@
 // StopForward when the peer has drained, leaves or is suspected dead, or this node stops holding the VIPs,
 // and Close at exit. Every call is idempotent and level-triggered (a repeated call restores rules someone
 // removed); a Table is safe for concurrent use.
+//
+// Order matters on a planned move: Forward must be in place before the new holder answers ARP/NDP for the
+// VIP or announces it, or the first segments of old flows meet its RST. Clients whose neighbour cache still
+// points at the old holder keep reaching it meanwhile; even a connection they open then is the old holder's,
+// and is forwarded like the others once their cache moves.
 package flowfwd
