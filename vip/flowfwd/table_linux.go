@@ -183,7 +183,8 @@ func familyIndex(is4 bool) int {
 }
 
 // apply makes marks and fwd the installed state, unless they already are and the kernel still has exactly
-// the rules they need (someone may have deleted them: a repeated call puts them back).
+// the rules they need (someone may have deleted them: a repeated call puts them back). The check compares
+// which of vipd's rules exist, by their tags, not their contents or the sets' elements.
 func (t *Table) apply(c *nftables.Conn, marks selector, fwd [2]*target) error {
 	if marks.equal(t.marks) && fwd[0].equal(t.fwd[0]) && fwd[1].equal(t.fwd[1]) {
 		ok, err := t.inSync(c)
