@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// FuzzParse feeds arbitrary bytes to the PEM parsers Load uses for each file: they must return an error or a
+// FuzzLoadPEM feeds arbitrary bytes to the PEM parsers Load uses for each file: they must return an error or a
 // consistent result, never panic.
-func FuzzParse(f *testing.F) {
+func FuzzLoadPEM(f *testing.F) {
 	ca := newTestCA(f, "fuzz CA")
 	certPEM, keyPEM := ca.node(f, "lb1")
 	for _, seed := range [][]byte{ca.certPEM, certPEM, keyPEM, append(append([]byte{}, certPEM...), keyPEM...),

@@ -10,7 +10,7 @@ import (
 )
 
 // The PEM parsers below take untrusted operator input (any file the flags point at) and are fuzzed
-// (FuzzParse, FuzzCheckBundle): they return errors wrapping ErrMalformed, never panic.
+// (FuzzLoadPEM, FuzzCheckBundle): they return errors wrapping ErrMalformed, never panic.
 
 // maxPEMFile bounds what Load reads: a CA bundle of many certificates is a few tens of KiB.
 const maxPEMFile = 1 << 20

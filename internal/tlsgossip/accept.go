@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -187,19 +188,11 @@ func (t *Transport) readPackets(tc *tls.Conn, raw *net.TCPConn) {
 			deadline = end
 		}
 		raw.SetReadDeadline(deadline)
-		if _, err := io.ReadFull(tc, hdr[:]); err != nil {
-			return
+		buf, ts, err := readFrame(tc, &hdr)
+		if errors.Is(err, errBadFrame) {
+			t.refused(fromStr, err)
 		}
-		// The frame is written in one TLS record (up to 16 KiB), so the header arrives with the payload: this is
-		// as close to the receipt as a stream allows, and memberlist measures round trips with it.
-		ts := time.Now()
-		n := binary.BigEndian.Uint32(hdr[:])
-		if n == 0 || n > MaxPacketSize {
-			t.refused(fromStr, fmt.Errorf("packet frame of %d bytes (want 1 to %d)", n, MaxPacketSize))
-			return
-		}
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(tc, buf); err != nil {
+		if err != nil {
 			return
 		}
 		if !t.allow(fromStr) {
@@ -214,9 +207,37 @@ func (t *Transport) readPackets(tc *tls.Conn, raw *net.TCPConn) {
 	}
 }
 
-// refused counts and logs (once per IP per minute) a connection refused.
+// errBadFrame is a frame whose length is out of bounds; the connection is closed.
+var errBadFrame = errors.New("bad packet frame")
+
+// readFrame reads one length-prefixed packet (see the package comment) from r, using hdr as scratch, and
+// returns it with the time its header was read. The frame is written in one TLS record (up to 16 KiB), so the
+// header arrives with the payload: that time is as close to the receipt as a stream allows, and memberlist
+// measures round trips with it.
+func readFrame(r io.Reader, hdr *[4]byte) ([]byte, time.Time, error) {
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, time.Time{}, err
+	}
+	ts := time.Now()
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 || n > MaxPacketSize {
+		return nil, ts, fmt.Errorf("%w: %d bytes (want 1 to %d)", errBadFrame, n, MaxPacketSize)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, ts, err
+	}
+	return buf, ts, nil
+}
+
+// refused counts and logs (once per IP per minute) a connection refused. A peer that hung up during the
+// handshake (a port scan, or a peer whose own deadline passed) learned nothing and is logged at debug level.
 func (t *Transport) refused(remote string, err error) {
 	t.stats.refused.Add(1)
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+		t.log.Debug("gossip: peer hung up during the TLS handshake", "peer", remote, "err", err)
+		return
+	}
 	if ok, suppressed := t.refusals.allow("in "+hostOf(remote), time.Now()); ok {
 		t.log.Warn("gossip: refused connection from peer", "peer", remote, "err", err, "suppressed", suppressed)
 	}

@@ -44,10 +44,17 @@ func TestClusterFormsAndGossipsMetadata(t *testing.T) {
 		})
 	}
 	for _, m := range ms {
-		st := m.tr.Stats()
-		t.Logf("%s: %+v", m.name, st)
-		if st.PacketsSent == 0 || st.PacketsReceived == 0 || st.Refused != 0 {
-			t.Errorf("%s: stats %+v, want packets both ways and no refusal", m.name, st)
+		testutil.WaitFor(t, 10*time.Second, m.name+" sends and receives packets", func() bool {
+			st := m.tr.Stats()
+			return st.PacketsSent > 0 && st.PacketsReceived > 0
+		})
+		t.Logf("%s: %+v", m.name, m.tr.Stats())
+		// Handshakes may time out on a loaded machine (memberlist's TCP fallback ping allows one probe
+		// interval), but no peer's certificate is ever refused.
+		for _, bad := range []string{"not verified", "bad certificate", "lacks", "names no vipd node"} {
+			if m.logs.Contains(bad) {
+				t.Errorf("%s refused a peer's certificate (%q):\n%s", m.name, bad, m.logs.String())
+			}
 		}
 	}
 }

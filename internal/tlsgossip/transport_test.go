@@ -232,8 +232,8 @@ func TestRefusedConnections(t *testing.T) {
 		{name: "another protocol (raft) on the gossip port", cfg: raftALPN, log: "unsupported application protocols"},
 		{name: "no ALPN", cfg: noALPN, send: []byte{modePacket}, log: `peer speaks \"\"`},
 		{name: "unknown mode", cfg: peer, send: []byte{'x'}, log: "unknown connection mode"},
-		{name: "oversized frame", cfg: peer, send: append([]byte{modePacket}, frame(MaxPacketSize+1)...), acked: true, log: "packet frame of 65537 bytes"},
-		{name: "empty frame", cfg: peer, send: append([]byte{modePacket}, frame(0)...), acked: true, log: "packet frame of 0 bytes"},
+		{name: "oversized frame", cfg: peer, send: append([]byte{modePacket}, frame(MaxPacketSize+1)...), acked: true, log: "bad packet frame: 65537 bytes"},
+		{name: "empty frame", cfg: peer, send: append([]byte{modePacket}, frame(0)...), acked: true, log: "bad packet frame: 0 bytes"},
 		{name: "plain memberlist push-pull", send: []byte{6, 0x83, 0xa4, 'J', 'o', 'i', 'n', 0xc3}, log: "first record does not look like a TLS handshake"},
 	}
 	for _, tt := range tests {
