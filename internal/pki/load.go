@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -30,7 +31,7 @@ type Bundle struct {
 
 // Load reads and checks the files for node at time now: each file exists, is a regular file and is readable;
 // the key file is not accessible by group or others (mode & 0o077 == 0, like ssh); each parses (PEM; the CA
-// file holds only CA certificates, valid now; the key is the certificate's); the certificate names node, is
+// file holds only CA certificates, at least one valid now; the key is the certificate's); the certificate names node, is
 // not a CA, is within its validity, and the CA bundle verifies it for ExtKeyUsage ServerAuth and ClientAuth.
 //
 // Errors are *FileError values naming which file and the fix, wrapping a sentinel (ErrMissing, ErrExpired, …),
@@ -113,16 +114,25 @@ func checkBundle(f Files, caPEM, certPEM, keyPEM []byte, node string, now time.T
 		return nil, &FileError{Which: WhichCA, Path: f.CA, Err: err}
 	}
 	pool := x509.NewCertPool()
+	var validityErr error // of the first CA outside its validity; an error only if no CA is valid
+	valid := 0
 	for i, ca := range cas {
 		if !ca.BasicConstraintsValid || !ca.IsCA {
 			return nil, fileErr(WhichCA, f.CA, ErrNotCA, nil,
 				"holds certificate %d (%s), which is not a CA: give the CA certificate that issued the node certificates (ca.pem of vipd tls ca create)",
 				i+1, describe(ca))
 		}
+		// An expired CA left in the bundle after a rotation is harmless (nothing verifies through it), so it
+		// is kept rather than refused.
 		if err := checkValidity(ca, now); err != nil {
-			return nil, &FileError{Which: WhichCA, Path: f.CA, Err: err}
+			validityErr = cmp.Or(validityErr, err)
+		} else {
+			valid++
 		}
 		pool.AddCert(ca)
+	}
+	if valid == 0 {
+		return nil, &FileError{Which: WhichCA, Path: f.CA, Err: validityErr}
 	}
 
 	chain, err := parseCerts(certPEM)

@@ -1,10 +1,14 @@
 package pki
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"os"
 	"strings"
 	"testing"
@@ -43,6 +47,12 @@ func TestLoad(t *testing.T) {
 	if _, err := Load(writeIdentity(t, t.TempDir(), root.certPEM, chainPEM, chainKey), "lb1", now); err != nil {
 		t.Errorf("certificate through an intermediate: %v", err)
 	}
+	// An expired CA left in the bundle next to the valid one is harmless.
+	expiredCA := selfSignedCA(t, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+	withExpired := append(append([]byte{}, expiredCA...), ca.certPEM...)
+	if _, err := Load(writeIdentity(t, t.TempDir(), withExpired, certPEM, keyPEM), "lb1", now); err != nil {
+		t.Errorf("expired CA next to the valid one: %v", err)
+	}
 	// A CA bundle with two CAs (a CA rotation in progress) trusts either.
 	other := newTestCA(t, "other")
 	two := append(append([]byte{}, other.certPEM...), ca.certPEM...)
@@ -76,6 +86,22 @@ func newChainCA(t *testing.T) (root, inter testCA) {
 	icert, _ := parseCerts(ic)
 	ikey, _ := parseKey(ik)
 	return root, testCA{certPEM: ic, keyPEM: ik, cert: icert[0], key: ikey}
+}
+
+// selfSignedCA returns a CA certificate valid from notBefore to notAfter.
+func selfSignedCA(t *testing.T, notBefore, notAfter time.Time) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "old CA"}, NotBefore: notBefore,
+		NotAfter: notAfter, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pemCert(der)
 }
 
 func pemCert(der []byte) []byte {
