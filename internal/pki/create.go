@@ -75,6 +75,10 @@ func NewNodeCert(caCertPEM, caKeyPEM []byte, node string, ips []net.IP, dnsNames
 	if !ValidNodeName(node) {
 		return nil, nil, newProblem(ErrInvalidNode, nil, "node name %q: use 1 to 63 characters of A-Z a-z 0-9 . _ -", node)
 	}
+	if strings.HasPrefix(node, ".") || strings.HasSuffix(node, ".") || strings.Contains(node, "..") {
+		// Go's x509 refuses to parse a URI SAN with an empty host label, so no certificate can name it.
+		return nil, nil, newProblem(ErrInvalidNode, nil, "node name %q cannot be named in a certificate: give a name without leading, trailing or double dots", node)
+	}
 	if validity <= 0 {
 		return nil, nil, newProblem(ErrInvalidArgument, nil, "certificate validity %v must be positive", validity)
 	}
@@ -130,6 +134,9 @@ func NewNodeCert(caCertPEM, caKeyPEM []byte, node string, ips []net.IP, dnsNames
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create node certificate: %w", err)
+	}
+	if _, err := x509.ParseCertificate(der); err != nil { // never hand out a certificate Load would refuse
+		return nil, nil, fmt.Errorf("create node certificate: the result does not parse: %w", err)
 	}
 	keyPEM, err = encodeKey(key)
 	if err != nil {

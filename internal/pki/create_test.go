@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -96,6 +97,18 @@ func TestNewNodeCert(t *testing.T) {
 		}
 	}
 
+	// Every other valid node name gets a certificate that Load accepts.
+	for _, n := range []string{"lb_1", "-", "A.B-c_D", strings.Repeat("x", 63)} {
+		c, k, err := NewNodeCert(ca.certPEM, ca.keyPEM, n, nil, nil, time.Hour)
+		if err != nil {
+			t.Errorf("NewNodeCert(%q): %v", n, err)
+			continue
+		}
+		if _, err := Load(writeIdentity(t, t.TempDir(), ca.certPEM, c, k), n, time.Now()); err != nil {
+			t.Errorf("Load for %q: %v", n, err)
+		}
+	}
+
 	other := newTestCA(t, "other")
 	nodePEM, nodeKey := ca.node(t, "lb2")
 	tests := []struct {
@@ -111,6 +124,8 @@ func TestNewNodeCert(t *testing.T) {
 	}{
 		{"bad node name", ca.certPEM, ca.keyPEM, "lb 1", nil, nil, time.Hour, ErrInvalidNode, `"lb 1"`},
 		{"empty node name", ca.certPEM, ca.keyPEM, "", nil, nil, time.Hour, ErrInvalidNode, "1 to 63"},
+		{"node name with double dots", ca.certPEM, ca.keyPEM, "a..b", nil, nil, time.Hour, ErrInvalidNode, "double dots"},
+		{"node name with a leading dot", ca.certPEM, ca.keyPEM, ".a", nil, nil, time.Hour, ErrInvalidNode, "leading"},
 		{"zero validity", ca.certPEM, ca.keyPEM, "lb1", nil, nil, 0, ErrInvalidArgument, "positive"},
 		{"outlives the CA", ca.certPEM, ca.keyPEM, "lb1", nil, nil, 48 * time.Hour, ErrInvalidArgument, "after the CA expires"},
 		{"bad DNS name", ca.certPEM, ca.keyPEM, "lb1", nil, []string{"a..b"}, time.Hour, ErrInvalidArgument, `"a..b"`},
