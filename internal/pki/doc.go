@@ -8,8 +8,8 @@
 //
 // A node certificate names node N by a DNS SAN equal to N or a URI SAN "vipd://N". The match is exact and
 // case-sensitive, like vipd's node names ([A-Za-z0-9._-]{1,63}, see ValidNodeName; a name with a leading,
-// trailing or double dot is valid but cannot be put in a certificate, which NewNodeCert says). The subject's Common
-// Name is ignored, as in Go's and the browsers' verifiers. A certificate may name several nodes; the caller
+// trailing or double dot is valid but cannot be put in a certificate, which NewNodeCert says). The
+// subject's Common Name is ignored, as in Go's and the browsers' verifiers. A certificate may name several nodes; the caller
 // decides which name a connection must carry (PeerNames).
 //
 // # Trust
