@@ -6,69 +6,11 @@ import (
 	"net/netip"
 
 	"github.com/vipd/vipd/cluster"
-	"github.com/vipd/vipd/health"
-	"github.com/vipd/vipd/proxy"
 	"github.com/vipd/vipd/vip"
 )
 
 // Building the components is the one validation path: each constructor validates its own configuration and
 // starts nothing, and flagError names the flag. New, `vipd validate` and reload all come through here.
-
-// frontend is one listener: its backends, their health checks and the proxy between them.
-type frontend struct {
-	name    string
-	listen  string
-	monitor *health.Monitor
-	node    *health.Node
-	proxy   *proxy.Proxy
-}
-
-func (a *Agent) buildFrontend(s frontendSpec) (*frontend, error) {
-	cfg := a.cfg
-	checker, err := health.NewChecker(s.check)
-	if err != nil {
-		return nil, settingError(err, s.fieldName)
-	}
-	backends := make([]health.Backend, len(s.backends))
-	for i, b := range s.backends {
-		backends[i] = health.Backend{Addr: b.Addr, Weight: b.Weight}
-	}
-	healthMetrics := health.NewMetrics(a.reg)
-	mon, err := health.NewMonitor(health.Config{
-		Interval:   s.interval,
-		Timeout:    s.timeout,
-		Rise:       s.rise,
-		Fall:       s.fall,
-		MinHealthy: s.minHealthy,
-		Checker:    checker,
-		Logger:     a.log.With("component", "health", "frontend", s.name),
-		Metrics:    healthMetrics.Frontend(s.name),
-	}, backends)
-	if err != nil {
-		return nil, settingError(err, s.fieldName)
-	}
-	balance, err := proxy.ParseBalance(s.balance)
-	if err != nil {
-		return nil, settingError(err, s.fieldName)
-	}
-	p, err := proxy.New(proxy.Config{
-		Balance:      balance,
-		DialTimeout:  cfg.DialTimeout,
-		IdleTimeout:  cfg.IdleTimeout,
-		KeepAlive:    cfg.KeepAlive,
-		DrainTimeout: cfg.DrainTimeout,
-		MaxConns:     cfg.MaxConns,
-		Retries:      cfg.Retries,
-		Logger:       a.log.With("component", "proxy", "frontend", s.name),
-		Metrics:      proxy.NewMetrics(a.reg).Frontend(s.name),
-	}, mon)
-	if err != nil {
-		return nil, settingError(err, s.fieldName)
-	}
-	node := health.NewNode(health.WithMetrics(healthMetrics))
-	node.SetFrontend(s.name, mon)
-	return &frontend{name: s.name, listen: s.listen, monitor: mon, node: node, proxy: p}, nil
-}
 
 func (a *Agent) buildCluster() error {
 	cfg := a.cfg

@@ -15,10 +15,10 @@ import (
 // healthSource is what gates VIP leadership: this node's own health, or for a witness a node that is never
 // healthy, so leadership is always handed on.
 func (a *Agent) healthSource() vip.HealthSource {
-	if a.fe == nil {
+	if a.node == nil {
 		return witnessHealth{}
 	}
-	return nodeHealth{a.fe.node}
+	return nodeHealth{a.node}
 }
 
 // nodeHealth feeds this node's own health into the VIP manager's gate.
@@ -63,8 +63,8 @@ func (a *Agent) handOver(ctx context.Context) {
 // healthy leader and `vipd members` is true on every node.
 func (a *Agent) publishMeta(ctx context.Context) {
 	var healthCh <-chan struct{}
-	if a.fe != nil {
-		ch, cancel := a.fe.node.Subscribe()
+	if a.node != nil {
+		ch, cancel := a.node.Subscribe()
 		defer cancel()
 		healthCh = ch
 	}
@@ -96,8 +96,8 @@ func (a *Agent) publishMeta(ctx context.Context) {
 
 func (a *Agent) localMeta() cluster.Meta {
 	m := cluster.Meta{Witness: a.cfg.Witness, Priority: a.cfg.Priority}
-	if a.fe != nil {
-		st := a.fe.node.Status()
+	if a.node != nil {
+		st := a.node.Status()
 		m.Healthy, m.ListenerUp = st.Healthy, st.ListenerUp
 		m.HealthyBackends, m.TotalBackends = st.HealthyBackends, st.TotalBackends
 	}

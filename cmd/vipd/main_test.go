@@ -168,6 +168,8 @@ frontends:
 		contains string
 	}{
 		{"proxy alone", base, 0, "frontend default: listen :6443, 1 backends"},
+		{"two frontends", []string{"validate", "-config", multi}, 0, "frontend rke2: listen :9345, 1 backends"},
+		{"frontends plus -backend", []string{"validate", "-config", multi, "-backend", "10.0.0.1:6443"}, 2, "-backend: given together with frontends"},
 		{"backend is our own listener", []string{"validate", "-backend", "127.0.0.1:6443"}, 2, "-backend: 127.0.0.1:6443 is this agent's own -listen"},
 		{"listen on the admin port", append(base, "-listen", ":7948"), 2, "both use port 7948"},
 		{"data-dir is a file", append(base, "-node", "lb1", "-bind", "127.0.0.1", "-bootstrap-expect", "3", "-data-dir", file), 2, "-data-dir: " + file + " is a file"},
