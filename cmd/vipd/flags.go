@@ -51,7 +51,7 @@ func agentFlags(fs *flag.FlagSet, cfg *agent.Config, configFile *string) {
 	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", cfg.DialTimeout, "timeout for connecting to a backend")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close a connection idle this long in both directions (0 = never)")
 	fs.DurationVar(&cfg.KeepAlive, "keepalive", cfg.KeepAlive, "TCP keepalive period on client and backend sockets")
-	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "refuse connections beyond this many open ones (0 = unlimited)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "refuse connections beyond this many open ones per frontend (0 = as many as the file descriptor limit allows, less 256 for the agent itself)")
 	fs.IntVar(&cfg.Retries, "retries", cfg.Retries, "extra backends to try when a dial fails (0 = up to 2)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "on SIGTERM, how long open connections may finish before they are closed")
 
