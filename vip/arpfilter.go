@@ -34,6 +34,9 @@ func arpFilter(vips []netip.Addr, withPktType bool) ([]bpf.RawInstruction, error
 		p.add(bpf.LoadExtension{Num: bpf.ExtType})
 		p.jumpIf(packetOutgoing, labelDrop, labelNext)
 	}
+	// Shorter than an ARP frame: drop, or a frame cut after the sender IP could match on it alone.
+	p.add(bpf.LoadExtension{Num: bpf.ExtLen})
+	p.jumpIfCond(bpf.JumpGreaterOrEqual, arpFrameLen, labelNext, labelDrop)
 	for _, c := range []struct {
 		off uint32
 		val uint32
@@ -54,7 +57,7 @@ func arpFilter(vips []netip.Addr, withPktType bool) ([]bpf.RawInstruction, error
 		p.jumpIf(arpOpRequest, labelSkip1, labelNext) // to the sender-IP checks
 		p.jumpIf(arpOpReply, labelNext, labelDrop)
 		for _, off := range []uint32{offSPA, offTPA} {
-			p.add(bpf.LoadAbsolute{Off: off, Size: 4}) // out of the frame's bounds: the kernel drops it
+			p.add(bpf.LoadAbsolute{Off: off, Size: 4})
 			for _, ip := range vips {
 				if !ip.Is4() {
 					continue
@@ -76,10 +79,11 @@ const (
 	labelDrop
 )
 
-// filterIns is one instruction: a plain one (ins), a "jump if A == val" to labels, or a jump to a label.
+// filterIns is one instruction: a plain one (ins), a "jump if A cond val" to labels, or a jump to a label.
 type filterIns struct {
 	ins             bpf.Instruction
 	kind            int // plain, jumpIf or jump
+	cond            bpf.JumpTest
 	val             uint32
 	onTrue, onFalse int // labels; onTrue alone for an unconditional jump
 }
@@ -96,7 +100,11 @@ type filterProg struct{ ins []filterIns }
 func (p *filterProg) add(i bpf.Instruction) { p.ins = append(p.ins, filterIns{ins: i}) }
 
 func (p *filterProg) jumpIf(val uint32, onTrue, onFalse int) {
-	p.ins = append(p.ins, filterIns{kind: insJumpIf, val: val, onTrue: onTrue, onFalse: onFalse})
+	p.jumpIfCond(bpf.JumpEqual, val, onTrue, onFalse)
+}
+
+func (p *filterProg) jumpIfCond(cond bpf.JumpTest, val uint32, onTrue, onFalse int) {
+	p.ins = append(p.ins, filterIns{kind: insJumpIf, cond: cond, val: val, onTrue: onTrue, onFalse: onFalse})
 }
 
 func (p *filterProg) jump(to int) { p.ins = append(p.ins, filterIns{kind: insJump, onTrue: to}) }
@@ -133,7 +141,7 @@ func (p *filterProg) assemble() ([]bpf.RawInstruction, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, bpf.JumpIf{Cond: bpf.JumpEqual, Val: in.val, SkipTrue: uint8(t), SkipFalse: uint8(f)})
+			out = append(out, bpf.JumpIf{Cond: in.cond, Val: in.val, SkipTrue: uint8(t), SkipFalse: uint8(f)})
 		case insJump:
 			s, err := skip(i, in.onTrue)
 			if err != nil {

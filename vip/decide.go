@@ -130,12 +130,16 @@ func DecideARP(frame []byte, vips []netip.Addr, self net.HardwareAddr) ARPDecisi
 	if sha[0]&1 != 0 || d.SenderMAC == ([6]byte{}) {
 		return ARPDecision{Verdict: DropBadSender}
 	}
+	op := binary.BigEndian.Uint16(frame[offOp:])
+	if op != arpOpRequest && op != arpOpReply {
+		return ARPDecision{Verdict: DropNotRequest}
+	}
 	// A host using our VIP as its own address (RFC 5227's conflict rule): report it, never answer it.
 	if slices.Contains(vips, d.SenderIP) {
 		d.Verdict, d.VIP = DropConflict, d.SenderIP
 		return d
 	}
-	if binary.BigEndian.Uint16(frame[offOp:]) != arpOpRequest {
+	if op != arpOpRequest {
 		return ARPDecision{Verdict: DropNotRequest}
 	}
 	tpa := netip.AddrFrom4([4]byte(frame[offTPA : offTPA+4]))

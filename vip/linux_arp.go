@@ -46,12 +46,18 @@ func (k *LinuxKernel) announceARP(ip netip.Addr) error {
 type arpSocket struct {
 	k      *LinuxKernel
 	c      *packet.Conn
+	w      frameWriter // c; a fake in unit tests
 	vips   []netip.Addr
 	allow  func() bool
 	limit  *replyLimiter[[6]byte] // outlives the socket: one per Answer
 	warns  *warnLimiter
 	closed atomic.Bool
 	out    []byte // reply buffer, reused
+}
+
+// frameWriter sends one raw frame to a link-layer address: *packet.Conn.
+type frameWriter interface {
+	WriteTo(b []byte, addr net.Addr) (int, error)
 }
 
 // openARP opens the ARP socket on ifi (the supervisor re-resolves it by name on a restart). The filter
@@ -70,7 +76,7 @@ func (k *LinuxKernel) openARP(ifi *net.Interface, vips []netip.Addr, allow func(
 	if err != nil {
 		return nil, fmt.Errorf("open ARP socket on %s: %w", ifi.Name, err)
 	}
-	return &arpSocket{k: k, c: c, vips: vips, allow: allow, limit: limit, warns: warns,
+	return &arpSocket{k: k, c: c, w: c, vips: vips, allow: allow, limit: limit, warns: warns,
 		out: make([]byte, 0, ethMinLen)}, nil
 }
 
@@ -122,7 +128,7 @@ func (s *arpSocket) answer(d ARPDecision, now time.Time) Verdict {
 		return DropRateLimited
 	}
 	s.out = appendARPReply(s.out[:0], d, s.k.mac)
-	if _, err := s.c.WriteTo(s.out, &packet.Addr{HardwareAddr: d.SenderMAC[:]}); err != nil {
+	if _, err := s.w.WriteTo(s.out, &packet.Addr{HardwareAddr: d.SenderMAC[:]}); err != nil {
 		if ok, suppressed := s.warns.allow(warnKey{"arp send", d.SenderMAC}, now); ok {
 			s.k.log.Warn("send ARP reply", "vip", d.VIP, "to", macString(d.SenderMAC), "err", err,
 				"suppressed", suppressed)

@@ -44,12 +44,18 @@ func (k *LinuxKernel) advert(ip netip.Addr, solicited bool) *ndp.NeighborAdverti
 type ndpSocket struct {
 	k      *LinuxKernel
 	c      *ndp.Conn
+	w      advertWriter // c; a fake in unit tests
 	mtu    int
 	vips   []netip.Addr
 	allow  func() bool
 	limit  *replyLimiter[netip.Addr] // outlives the socket: one per Answer
 	warns  *warnLimiter
 	closed atomic.Bool
+}
+
+// advertWriter sends one NDP message: *ndp.Conn.
+type advertWriter interface {
+	WriteTo(m ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error
 }
 
 // openNDP listens for neighbour solicitations on ifi, with the hop limit of each delivered (RFC 4861
@@ -82,7 +88,7 @@ func (k *LinuxKernel) openNDP(ifi *net.Interface, vips []netip.Addr, allow func(
 			return nil, fmt.Errorf("join solicited-node group of %s on %s: %w", ip, ifi.Name, err)
 		}
 	}
-	return &ndpSocket{k: k, c: c, mtu: max(ifi.MTU, 1280), vips: vips, allow: allow, limit: limit, warns: warns}, nil
+	return &ndpSocket{k: k, c: c, w: c, mtu: max(ifi.MTU, 1280), vips: vips, allow: allow, limit: limit, warns: warns}, nil
 }
 
 func (s *ndpSocket) close() {
@@ -131,7 +137,7 @@ func (s *ndpSocket) handle(msg []byte, src netip.Addr, hopLimit int, now time.Ti
 	if d.Source.IsUnspecified() {
 		dst, solicited = allNodes, false
 	}
-	if err := s.c.WriteTo(s.k.advert(d.Target, solicited), nil, dst); err != nil {
+	if err := s.w.WriteTo(s.k.advert(d.Target, solicited), nil, dst); err != nil {
 		if ok, suppressed := s.warns.allow(warnKey{"ndp send", d.SourceMAC}, now); ok {
 			s.k.log.Warn("send neighbour advertisement", "vip", d.Target, "to", d.Source, "err", err,
 				"suppressed", suppressed)
