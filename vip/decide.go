@@ -192,8 +192,8 @@ type NDPDecision struct {
 	Verdict Verdict
 	// Target is the VIP asked for.
 	Target netip.Addr
-	// Source is the solicitation's IPv6 source: the unspecified address for duplicate address detection,
-	// which is answered to all nodes.
+	// Source is the solicitation's IPv6 source, with its zone if it had one: the unspecified address for
+	// duplicate address detection, which is answered to all nodes.
 	Source netip.Addr
 	// SourceMAC is the source link-layer address option, when present (HasSourceMAC).
 	SourceMAC    [6]byte
@@ -211,7 +211,8 @@ func DecideNDP(msg []byte, src netip.Addr, hopLimit int, vips []netip.Addr, self
 	if len(msg) < 1 || msg[0] != icmpTypeNeighborSolicitation {
 		return NDPDecision{Verdict: DropNotRequest}
 	}
-	if len(msg) < nsLen || msg[1] != 0 || !src.Is6() || src.Is4In6() {
+	bare := src.WithZone("") // a link-local or unspecified source read from a socket carries a zone
+	if len(msg) < nsLen || msg[1] != 0 || !bare.Is6() || bare.Is4In6() {
 		return NDPDecision{Verdict: DropMalformed}
 	}
 	d := NDPDecision{Target: netip.AddrFrom16([16]byte(msg[8:24])), Source: src}
@@ -231,13 +232,13 @@ func DecideNDP(msg []byte, src netip.Addr, hopLimit int, vips []netip.Addr, self
 		}
 		opts = opts[n:]
 	}
-	if src.IsUnspecified() && d.HasSourceMAC {
+	if bare.IsUnspecified() && d.HasSourceMAC {
 		return NDPDecision{Verdict: DropMalformed} // §7.1.1: DAD carries no source link-layer address
 	}
 	if d.HasSourceMAC && bytes.Equal(d.SourceMAC[:], self) {
 		return NDPDecision{Verdict: DropFromSelf}
 	}
-	if src.IsMulticast() || (d.HasSourceMAC && (d.SourceMAC[0]&1 != 0 || d.SourceMAC == [6]byte{})) {
+	if bare.IsMulticast() || (d.HasSourceMAC && (d.SourceMAC[0]&1 != 0 || d.SourceMAC == [6]byte{})) {
 		return NDPDecision{Verdict: DropBadSender}
 	}
 	if !slices.Contains(vips, d.Target) {

@@ -8,22 +8,34 @@ import (
 	"golang.org/x/net/bpf"
 )
 
-// vmFilter runs the ARP kernel filter (without the Linux-only packet-type check) in x/net/bpf's VM.
-func vmFilter(t testing.TB, vips []netip.Addr) *bpf.VM {
+// vmFilter loads a kernel filter into x/net/bpf's VM.
+func vmFilter(t testing.TB, raw []bpf.RawInstruction, err error) *bpf.VM {
 	t.Helper()
-	raw, err := arpFilter(vips, false)
 	if err != nil {
-		t.Fatalf("arpFilter: %v", err)
+		t.Fatalf("build the filter: %v", err)
 	}
 	ins, ok := bpf.Disassemble(raw)
 	if !ok {
-		t.Fatalf("ARP filter does not disassemble: %v", ins)
+		t.Fatalf("filter does not disassemble: %v", ins)
 	}
 	vm, err := bpf.NewVM(ins)
 	if err != nil {
-		t.Fatalf("ARP filter rejected by the BPF VM: %v", err)
+		t.Fatalf("filter rejected by the BPF VM: %v", err)
 	}
 	return vm
+}
+
+// vmARPFilter is the ARP socket's filter without the Linux-only packet-type check.
+func vmARPFilter(t testing.TB, vips []netip.Addr) *bpf.VM {
+	t.Helper()
+	raw, err := arpFilter(vips, false)
+	return vmFilter(t, raw, err)
+}
+
+func vmNDPFilter(t testing.TB, vips []netip.Addr) *bpf.VM {
+	t.Helper()
+	raw, err := ndpFilter(vips)
+	return vmFilter(t, raw, err)
 }
 
 // FuzzDecideARP feeds DecideARP arbitrary frames. Beyond "never panics", it checks what the decision
@@ -46,7 +58,7 @@ func FuzzDecideARP(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	vm := vmFilter(f, testVIPs4)
+	vm := vmARPFilter(f, testVIPs4)
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		d := DecideARP(frame, testVIPs4, testSelf)
 		if !slices.Contains(arpVerdicts, d.Verdict) || d.Verdict >= DropFenced {
@@ -84,9 +96,9 @@ func checkARPReply(t *testing.T, reply []byte, d ARPDecision) {
 	}
 }
 
-// FuzzDecideNDP feeds DecideNDP arbitrary messages, sources and hop limits. An answer must be a valid
-// neighbour solicitation (RFC 4861 §7.1.1) for one of our VIPs that arrived with hop limit 255, and agree
-// with mdlayher/ndp's parser when that parser accepts the message.
+// FuzzDecideNDP feeds DecideNDP arbitrary messages, sources (with or without a zone) and hop limits. An answer must be a valid
+// neighbour solicitation (RFC 4861 §7.1.1) for one of our VIPs that arrived with hop limit 255, pass the
+// kernel filter, and agree with mdlayher/ndp's parser when that parser accepts the message.
 func FuzzDecideNDP(f *testing.F) {
 	valid := nsMsg(testVIP6, sllaOpt(testPeer))
 	host := testHost6.As16()
@@ -105,16 +117,31 @@ func FuzzDecideNDP(f *testing.F) {
 		{append([]byte{136}, valid[1:]...), host[:], 255},
 		{nil, nil, 255},
 	} {
-		f.Add(seed.msg, seed.src, seed.hop)
+		f.Add(seed.msg, seed.src, seed.hop, false)
+		f.Add(seed.msg, seed.src, seed.hop, true)
 	}
-	f.Fuzz(func(t *testing.T, msg, src []byte, hop uint8) {
+	vm := vmNDPFilter(f, testVIPs6)
+	f.Fuzz(func(t *testing.T, msg, src []byte, hop uint8, zoned bool) {
 		var addr netip.Addr
 		if len(src) == 16 {
 			addr = netip.AddrFrom16([16]byte(src))
+			if zoned { // as a socket reports link-local and unspecified sources
+				addr = addr.WithZone("eth0")
+			}
 		}
 		d := DecideNDP(msg, addr, int(hop), testVIPs6, testSelf)
 		if !slices.Contains(ndpVerdicts, d.Verdict) || d.Verdict >= DropFenced {
 			t.Fatalf("verdict %s is not one DecideNDP returns", d.Verdict)
+		}
+		n, err := vm.Run(msg)
+		if err != nil {
+			t.Fatalf("filter VM: %v", err)
+		}
+		if d.Verdict == Answer && n == 0 {
+			t.Fatal("the kernel filter drops a solicitation DecideNDP answers")
+		}
+		if n > 0 && (d.Verdict == DropNotRequest || d.Verdict == DropNotOurVIP) {
+			t.Fatalf("the kernel filter passes a message DecideNDP says is %s", d.Verdict)
 		}
 		if d.Verdict != Answer {
 			return
@@ -123,7 +150,7 @@ func FuzzDecideNDP(f *testing.F) {
 			!slices.Contains(testVIPs6, d.Target) || d.Source != addr {
 			t.Fatalf("answered %+v for hop limit %d, message % x", d, hop, msg)
 		}
-		if addr.IsUnspecified() && d.HasSourceMAC {
+		if addr.WithZone("").IsUnspecified() && d.HasSourceMAC {
 			t.Fatal("answered a DAD solicitation carrying a source link-layer address")
 		}
 		checkNDPAgainstParser(t, msg, d)

@@ -272,6 +272,11 @@ func TestDecideNDP(t *testing.T) {
 		{"two source link-layer addresses", nsMsg(testVIP6, sllaOpt(testPeer), sllaOpt(testPeer)), testHost6, 255,
 			NDPDecision{Verdict: DropMalformed}},
 		{"DAD with a source link-layer address", valid, unspec, 255, NDPDecision{Verdict: DropMalformed}},
+		// A socket reports the unspecified source with the interface's zone: still DAD.
+		{"DAD, zoned source, with a link-layer address", valid, unspec.WithZone("eth0"), 255, NDPDecision{Verdict: DropMalformed}},
+		{"DAD, zoned source", nsMsg(testVIP6), unspec.WithZone("eth0"), 255,
+			NDPDecision{Verdict: Answer, Target: testVIP6, Source: unspec.WithZone("eth0")}},
+		{"zoned multicast source", nsMsg(testVIP6), netip.MustParseAddr("ff02::1%eth0"), 255, NDPDecision{Verdict: DropBadSender}},
 		{"IPv4 source", valid, testHost4, 255, NDPDecision{Verdict: DropMalformed}},
 		{"no source", valid, netip.Addr{}, 255, NDPDecision{Verdict: DropMalformed}},
 		{"our own MAC", nsMsg(testVIP6, sllaOpt([6]byte(testSelf))), testHost6, 255, NDPDecision{Verdict: DropFromSelf}},

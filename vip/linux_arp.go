@@ -76,6 +76,9 @@ func (k *LinuxKernel) openARP(ifi *net.Interface, vips []netip.Addr, allow func(
 	if err != nil {
 		return nil, fmt.Errorf("open ARP socket on %s: %w", ifi.Name, err)
 	}
+	if rc, err := c.SyscallConn(); err == nil {
+		setRcvBuf(rc)
+	}
 	return &arpSocket{k: k, c: c, w: c, vips: vips, allow: allow, limit: limit, warns: warns,
 		out: make([]byte, 0, ethMinLen)}, nil
 }
@@ -129,7 +132,7 @@ func (s *arpSocket) answer(d ARPDecision, now time.Time) Verdict {
 	}
 	s.out = appendARPReply(s.out[:0], d, s.k.mac)
 	if _, err := s.w.WriteTo(s.out, &packet.Addr{HardwareAddr: d.SenderMAC[:]}); err != nil {
-		if ok, suppressed := s.warns.allow(warnKey{"arp send", d.SenderMAC}, now); ok {
+		if ok, suppressed := s.warns.allow(warnKey{"arp send", [6]byte{}}, now); ok {
 			s.k.log.Warn("send ARP reply", "vip", d.VIP, "to", macString(d.SenderMAC), "err", err,
 				"suppressed", suppressed)
 		}

@@ -58,8 +58,9 @@ func (l *replyLimiter[K]) allow(k K, now time.Time) bool {
 const (
 	warnEvery = time.Minute
 	// maxWarnKeys bounds the (reason, MAC) pairs remembered; beyond it (an attacker cycling MACs) the extra
-	// MACs share one key per reason, so the log still gets at most one line per minute for them.
-	maxWarnKeys = 256
+	// MACs share one key per reason, so the log still gets at most one line per minute for them. 64 real
+	// hosts announcing our VIP within a minute is already far beyond any misconfiguration.
+	maxWarnKeys = 64
 )
 
 // warnKey is what one warning line stands for: a reason and the MAC it is about (zero when none).

@@ -8,7 +8,10 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Socket restart back-off: the first restart after a socket has served a while is immediate (a VIP
@@ -204,4 +207,28 @@ func (r *responder) closeAll() {
 			p.sock.close()
 		}
 	}
+}
+
+// sockRcvBuf is the receive buffer each responder socket asks for: about a thousand queued frames, so
+// that a reader descheduled for a few tens of milliseconds while frames keep arriving (a flood the kernel
+// filter cannot tell apart, a busy host) loses none of the requests that arrived meanwhile.
+const sockRcvBuf = 1 << 20
+
+// setRcvBuf raises a socket's receive buffer to sockRcvBuf, beyond net.core.rmem_max when the process has
+// CAP_NET_ADMIN. Best effort: the default buffer works, with less slack.
+func setRcvBuf(rc syscall.RawConn) {
+	_ = rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, sockRcvBuf) != nil {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, sockRcvBuf)
+		}
+	})
+}
+
+// bindToDevice makes a socket receive only what arrives on the named interface (SO_BINDTODEVICE).
+func bindToDevice(rc syscall.RawConn, ifname string) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.BindToDevice(int(fd), ifname) }); err != nil {
+		return err
+	}
+	return serr
 }

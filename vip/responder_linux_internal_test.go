@@ -15,7 +15,6 @@ import (
 	"github.com/mdlayher/packet"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"golang.org/x/net/ipv6"
 
 	itest "github.com/vipd/vipd/internal/testutil"
 )
@@ -57,9 +56,9 @@ func (f *fakeFrames) WriteTo(b []byte, addr net.Addr) (int, error) {
 
 type fakeAdverts struct{ sent []netip.Addr }
 
-func (f *fakeAdverts) WriteTo(m ndp.Message, _ *ipv6.ControlMessage, dst netip.Addr) error {
-	if _, ok := m.(*ndp.NeighborAdvertisement); !ok {
-		return errors.New("not an advertisement")
+func (f *fakeAdverts) send(m *ndp.NeighborAdvertisement, dst netip.Addr) error {
+	if !m.Override || m.TargetAddress != testVIP6 {
+		return errors.New("not an overriding advertisement for the VIP")
 	}
 	f.sent = append(f.sent, dst)
 	return nil
@@ -175,6 +174,7 @@ func TestNDPSocketHandle(t *testing.T) {
 		{"solicitation", valid, zoned, 255, Answer, zoned},
 		{"hop limit 64", valid, zoned, 64, DropBadHopLimit, netip.Addr{}},
 		{"DAD: to all nodes", nsMsg(testVIP6), netip.IPv6Unspecified(), 255, Answer, allNodes},
+		{"DAD from a socket (zoned): to all nodes", nsMsg(testVIP6), netip.IPv6Unspecified().WithZone("test0"), 255, Answer, allNodes},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 
 func TestARPFilter(t *testing.T) {
 	other := netip.MustParseAddr("10.0.0.7")
-	many := make([]netip.Addr, maxFilterVIPs)
+	many := make([]netip.Addr, maxARPFilterVIPs)
 	for i := range many {
 		many[i] = netip.AddrFrom4([4]byte{10, 1, byte(i / 256), byte(i)})
 	}
@@ -37,13 +37,13 @@ func TestARPFilter(t *testing.T) {
 		{"no IPv4 VIP", testVIPs6, arpFields{}.frame(), false},
 		{"100 VIPs: the last one", many, arpFields{tpa: last}.frame(), true},
 		{"100 VIPs: another IP", many, arpFields{tpa: other}.frame(), false},
-		// Beyond maxFilterVIPs the jumps would not fit: shape only, DecideARP matches addresses.
+		// Beyond maxARPFilterVIPs the jumps would not fit: shape only, DecideARP matches addresses.
 		{"101 VIPs: shape only", append(many, testVIP4), arpFields{tpa: other}.frame(), true},
 		{"101 VIPs: malformed", append(many, testVIP4), hlen255Frame(), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			n, err := vmFilter(t, tc.vips).Run(tc.frame)
+			n, err := vmARPFilter(t, tc.vips).Run(tc.frame)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,5 +60,55 @@ func TestARPFilter(t *testing.T) {
 		if _, err := arpFilter(vips, true); err != nil {
 			t.Errorf("kernel filter for %d VIPs: %v", len(vips), err)
 		}
+	}
+}
+
+func TestNDPFilter(t *testing.T) {
+	many := make([]netip.Addr, maxNDPFilterVIPs)
+	for i := range many {
+		many[i] = netip.AddrFrom16([16]byte{0: 0xfd, 1: 1, 15: byte(i)})
+	}
+	last := many[len(many)-1]
+	valid := nsMsg(testVIP6, sllaOpt(testPeer))
+	withCode := append([]byte{}, valid...)
+	withCode[1] = 1
+	// A target matching the VIP's first three words only: each word is checked.
+	near := testVIP6.As16()
+	near[15]++
+	tests := []struct {
+		name string
+		vips []netip.Addr
+		msg  []byte
+		pass bool
+	}{
+		{"solicitation for the VIP", testVIPs6, valid, true},
+		{"without options", testVIPs6, nsMsg(testVIP6), true},
+		{"with a malformed option: left to DecideNDP", testVIPs6, nsMsg(testVIP6, []byte{1, 0, 0, 0, 0, 0, 0, 0}), true},
+		{"second VIP", []netip.Addr{testVIP4, testHost6, testVIP6}, valid, true},
+		{"another target", testVIPs6, nsMsg(testHost6, sllaOpt(testPeer)), false},
+		{"target differing in the last word", testVIPs6, nsMsg(netip.AddrFrom16(near)), false},
+		{"advertisement", testVIPs6, append([]byte{136}, valid[1:]...), false},
+		{"code 1", testVIPs6, withCode, false},
+		{"23 bytes", testVIPs6, valid[:23], false},
+		{"empty", testVIPs6, nil, false},
+		{"no IPv6 VIP", testVIPs4, valid, false},
+		{"30 VIPs: the last one", many, nsMsg(last), true},
+		{"30 VIPs: another target", many, valid, false},
+		{"31 VIPs: shape only", append(many, testHost6), valid, true},
+		{"31 VIPs: advertisement", append(many, testHost6), append([]byte{136}, valid[1:]...), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := vmNDPFilter(t, tc.vips).Run(tc.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (n > 0) != tc.pass {
+				t.Fatalf("filter returned %d, want pass=%v", n, tc.pass)
+			}
+			if tc.pass && n < len(tc.msg) {
+				t.Fatalf("filter keeps %d of %d bytes: the options would be cut", n, len(tc.msg))
+			}
+		})
 	}
 }
