@@ -464,3 +464,73 @@ func TestNDPResponderUnderFlood(t *testing.T) {
 		r.counter(t, "vipd_ndp_messages_total", "bad_hop_limit"), r.counter(t, "vipd_ndp_messages_total", "not_our_vip"),
 		r.counter(t, "vipd_ndp_messages_total", "bad_sender"))
 }
+
+// neighbourState returns the client's neighbour-cache state for ip on br0 (0 when absent).
+func (l *lan) neighbourState(t *testing.T, ip netip.Addr) int {
+	t.Helper()
+	br, err := l.client.nl.LinkByName("br0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	neighs, err := l.client.nl.NeighList(br.Attrs().Index, netlink.FAMILY_V6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range neighs {
+		if a, ok := netip.AddrFromSlice(n.IP); ok && a == ip {
+			return n.State
+		}
+	}
+	return 0
+}
+
+// TestNDPAnswersReachabilityProbes: a neighbour confirms a cached entry with unicast solicitations sent to
+// the VIP itself (RFC 4861 §7.3.3, the PROBE state). Those must be answered like multicast ones, or every
+// client's entry for the VIP fails once per reachable time and traffic stalls until it is resolved again.
+func TestNDPAnswersReachabilityProbes(t *testing.T) {
+	l := newLAN(t, 1)
+	node := l.nodes[0]
+	r := startResponder(t, node, nsVIP6)
+	ip := nsVIP6.Addr()
+	mac := r.k.HardwareAddr().String()
+	waitFor(t, 3*time.Second, "client resolves the VIP", func() bool {
+		l.poke(t, ip)
+		return l.neighbour(t, ip) == mac
+	})
+	// Probe at once when the entry is used, not after the default 5 s.
+	l.client.sysctl(t, "net.ipv6.neigh.br0.delay_first_probe_time=0")
+	sh(t, "ip", "-n", l.client.name, "-6", "neigh", "change", ip.String(), "dev", "br0", "lladdr", mac, "nud", "stale")
+	probes := r.counter(t, "vipd_ndp_messages_total", "answered")
+	l.poke(t, ip) // STALE and used: DELAY, then PROBE with unicast solicitations to the VIP
+	waitFor(t, 5*time.Second, "the client's entry confirmed by a unicast probe", func() bool {
+		return l.neighbourState(t, ip) == netlink.NUD_REACHABLE
+	})
+	if got := r.counter(t, "vipd_ndp_messages_total", "answered"); got <= probes {
+		t.Fatalf("entry reachable but no solicitation answered (%v before, %v after): the test proved nothing", probes, got)
+	}
+}
+
+// TestResponderReopensFailedSocket: a socket error (here ENETDOWN, when the interface goes down) reopens
+// the socket instead of ending the responder, and answers resume once the link is back.
+func TestResponderReopensFailedSocket(t *testing.T) {
+	l := newLAN(t, 1)
+	node := l.nodes[0]
+	r := startResponder(t, node, nsVIP4)
+	ip := nsVIP4.Addr()
+	mac := r.k.HardwareAddr().String()
+	if got := resolve(t, l, ip, 2*time.Second); got != mac {
+		t.Fatalf("before: ARP for the VIP answered by %q, want %s", got, mac)
+	}
+	sh(t, "ip", "-n", node.name, "link", "set", node.ifname, "down")
+	waitFor(t, 5*time.Second, "the ARP socket reopened", func() bool {
+		return r.counter(t, "vipd_arp_responder_restarts_total", "arp") >= 1
+	})
+	sh(t, "ip", "-n", node.name, "link", "set", node.ifname, "up")
+	if got := resolve(t, l, ip, 3*time.Second); got != mac {
+		t.Fatalf("after the link came back: ARP for the VIP answered by %q, want %s", got, mac)
+	}
+	r.running(t)
+	if !r.log.ContainsLine("ARP responder socket failed; reopening it", "network is down") {
+		t.Error("no warning naming the socket error")
+	}
+}
