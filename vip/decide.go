@@ -13,10 +13,10 @@ import (
 // rate-limited, send failed) after a frame was judged worth answering. String gives the metric label.
 type Verdict uint8
 
-// The verdicts, in the order the decision functions check them.
+// The verdicts. Each drop reason is one label of vipd_arp_frames_total / vipd_ndp_messages_total.
 const (
-	// Answer: a request or solicitation for one of our VIPs that we should answer.
-	Answer Verdict = iota
+	// Reply: a request or solicitation for one of our VIPs that we should answer.
+	Reply Verdict = iota
 	// DropMalformed: too short, not an Ethernet/IPv4 ARP frame (hardware type 1, protocol 0x0800, lengths 6
 	// and 4), or an NDP message that fails RFC 4861 §7.1.1 (code, length, options, multicast target).
 	DropMalformed
@@ -35,7 +35,8 @@ const (
 	DropNotRequest
 	// DropNotOurVIP: the target is not one of our VIPs.
 	DropNotOurVIP
-	// DropWrongDestination: an ARP request sent to another host's MAC (seen in promiscuous mode).
+	// DropWrongDestination: an ARP request sent to another host's MAC, which a packet socket sees when the
+	// interface is promiscuous.
 	DropWrongDestination
 	// DropFenced: worth answering, but the leadership fence was closed (no recent proof of leadership).
 	DropFenced
@@ -48,7 +49,7 @@ const (
 )
 
 var verdictLabels = [numVerdicts]string{
-	Answer:               "answered",
+	Reply:                "answered",
 	DropMalformed:        "malformed",
 	DropBadHopLimit:      "bad_hop_limit",
 	DropFromSelf:         "from_self",
@@ -96,13 +97,13 @@ const (
 	arpOpReply    = 2
 )
 
-// ARPDecision is DecideARP's result. The fields other than Verdict are set from Answer on, and for
+// ARPDecision is DecideARP's result. The fields other than Verdict are set from Reply on, and for
 // DropConflict; they are copies, never slices of the frame, so the frame buffer can be reused.
 type ARPDecision struct {
 	Verdict Verdict
-	// VIP is the address asked for (Answer) or claimed by another MAC (DropConflict).
+	// VIP is the address asked for (Reply) or claimed by another MAC (DropConflict).
 	VIP netip.Addr
-	// SenderMAC and SenderIP are the requester (Answer) or the conflicting announcer (DropConflict).
+	// SenderMAC and SenderIP are the requester (Reply) or the conflicting announcer (DropConflict).
 	SenderMAC [6]byte
 	SenderIP  netip.Addr
 }
@@ -151,13 +152,13 @@ func DecideARP(frame []byte, vips []netip.Addr, self net.HardwareAddr) ARPDecisi
 		return ARPDecision{Verdict: DropWrongDestination}
 	}
 	// A probe (sender IP 0.0.0.0, RFC 5227) is answered too: that is how the prober learns the VIP is taken.
-	d.Verdict, d.VIP = Answer, tpa
+	d.Verdict, d.VIP = Reply, tpa
 	return d
 }
 
 var ethernetBroadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 
-// appendARPReply appends to b the Ethernet frame answering d (an Answer from DecideARP) with our MAC self:
+// appendARPReply appends to b the Ethernet frame answering d (a Reply from DecideARP) with our MAC self:
 // sent unicast to the requester, "VIP is at self", padded to the Ethernet minimum as a NIC would. self
 // must be a 6-byte MAC (NewLinuxKernel checks it).
 func appendARPReply(b []byte, d ARPDecision, self net.HardwareAddr) []byte {
@@ -187,7 +188,7 @@ const (
 	ndpOptSourceLinkLayer        = 1
 )
 
-// NDPDecision is DecideNDP's result. Target, Source and SourceMAC are set from Answer on.
+// NDPDecision is DecideNDP's result. Target, Source and SourceMAC are set from Reply on.
 type NDPDecision struct {
 	Verdict Verdict
 	// Target is the VIP asked for.
@@ -244,6 +245,6 @@ func DecideNDP(msg []byte, src netip.Addr, hopLimit int, vips []netip.Addr, self
 	if !slices.Contains(vips, d.Target) {
 		return NDPDecision{Verdict: DropNotOurVIP}
 	}
-	d.Verdict = Answer
+	d.Verdict = Reply
 	return d
 }

@@ -65,7 +65,7 @@ func FuzzDecideARP(f *testing.F) {
 			t.Fatalf("verdict %s is not one DecideARP returns", d.Verdict)
 		}
 		checkARPAgainstParser(t, frame, d)
-		if d.Verdict == Answer {
+		if d.Verdict == Reply {
 			if !slices.Contains(testVIPs4, d.VIP) || d.SenderMAC[0]&1 != 0 || d.SenderMAC == [6]byte(testSelf) {
 				t.Fatalf("answer %+v: not our VIP, or to a group address or ourselves", d)
 			}
@@ -75,7 +75,7 @@ func FuzzDecideARP(f *testing.F) {
 		if err != nil {
 			t.Fatalf("filter VM: %v", err)
 		}
-		if (d.Verdict == Answer || d.Verdict == DropConflict) && n == 0 {
+		if (d.Verdict == Reply || d.Verdict == DropConflict) && n == 0 {
 			t.Fatalf("the kernel filter drops a frame DecideARP says %s", d.Verdict)
 		}
 		if n > 0 && d.Verdict == DropMalformed {
@@ -91,7 +91,7 @@ func checkARPReply(t *testing.T, reply []byte, d ARPDecision) {
 	if got := DecideARP(reply, []netip.Addr{d.VIP}, testSelf); got.Verdict != DropFromSelf {
 		t.Fatalf("our reply judged %s by ourselves, want from_self", got.Verdict)
 	}
-	if got := DecideARP(reply, []netip.Addr{d.VIP}, d.SenderMAC[:]); got.Verdict == Answer {
+	if got := DecideARP(reply, []netip.Addr{d.VIP}, d.SenderMAC[:]); got.Verdict == Reply {
 		t.Fatal("our reply would be answered by its recipient")
 	}
 }
@@ -137,13 +137,13 @@ func FuzzDecideNDP(f *testing.F) {
 		if err != nil {
 			t.Fatalf("filter VM: %v", err)
 		}
-		if d.Verdict == Answer && n == 0 {
+		if d.Verdict == Reply && n == 0 {
 			t.Fatal("the kernel filter drops a solicitation DecideNDP answers")
 		}
 		if n > 0 && (d.Verdict == DropNotRequest || d.Verdict == DropNotOurVIP) {
 			t.Fatalf("the kernel filter passes a message DecideNDP says is %s", d.Verdict)
 		}
-		if d.Verdict != Answer {
+		if d.Verdict != Reply {
 			return
 		}
 		if hop != 255 || len(msg) < nsLen || msg[0] != icmpTypeNeighborSolicitation || msg[1] != 0 ||

@@ -99,15 +99,15 @@ func TestDecideARP(t *testing.T) {
 		want  ARPDecision
 	}{
 		{"broadcast request for the VIP", arpFields{}.frame(),
-			ARPDecision{Verdict: Answer, VIP: testVIP4, SenderMAC: testPeer, SenderIP: testHost4}},
+			ARPDecision{Verdict: Reply, VIP: testVIP4, SenderMAC: testPeer, SenderIP: testHost4}},
 		{"padded to 60 bytes", padded,
-			ARPDecision{Verdict: Answer, VIP: testVIP4, SenderMAC: testPeer, SenderIP: testHost4}},
+			ARPDecision{Verdict: Reply, VIP: testVIP4, SenderMAC: testPeer, SenderIP: testHost4}},
 		{"second VIP", arpFields{tpa: testVIP4b}.frame(),
-			ARPDecision{Verdict: Answer, VIP: testVIP4b, SenderMAC: testPeer, SenderIP: testHost4}},
+			ARPDecision{Verdict: Reply, VIP: testVIP4b, SenderMAC: testPeer, SenderIP: testHost4}},
 		{"unicast to us (neighbour reachability probe)", arpFields{ethDst: &self6}.frame(),
-			ARPDecision{Verdict: Answer, VIP: testVIP4, SenderMAC: testPeer, SenderIP: testHost4}},
+			ARPDecision{Verdict: Reply, VIP: testVIP4, SenderMAC: testPeer, SenderIP: testHost4}},
 		{"RFC 5227 probe from 0.0.0.0", arpFields{spa: zero}.frame(),
-			ARPDecision{Verdict: Answer, VIP: testVIP4, SenderMAC: testPeer, SenderIP: zero}},
+			ARPDecision{Verdict: Reply, VIP: testVIP4, SenderMAC: testPeer, SenderIP: zero}},
 		{"unicast to another host", arpFields{ethDst: other}.frame(), ARPDecision{Verdict: DropWrongDestination}},
 		{"request for another IP", arpFields{tpa: netip.MustParseAddr("10.0.0.7")}.frame(),
 			ARPDecision{Verdict: DropNotOurVIP}},
@@ -155,7 +155,7 @@ func TestDecideARP(t *testing.T) {
 // DecideARP answers or reports must be a well-formed ARP packet with the same fields.
 func checkARPAgainstParser(t *testing.T, frame []byte, d ARPDecision) {
 	t.Helper()
-	if d.Verdict != Answer && d.Verdict != DropConflict {
+	if d.Verdict != Reply && d.Verdict != DropConflict {
 		return
 	}
 	var p arp.Packet
@@ -165,7 +165,7 @@ func checkARPAgainstParser(t *testing.T, frame []byte, d ARPDecision) {
 	if [6]byte(p.SenderHardwareAddr) != d.SenderMAC || p.SenderIP != d.SenderIP {
 		t.Fatalf("sender %s %s, parser says %s %s", macString(d.SenderMAC), d.SenderIP, p.SenderHardwareAddr, p.SenderIP)
 	}
-	if d.Verdict == Answer && (p.Operation != arp.OperationRequest || p.TargetIP != d.VIP) {
+	if d.Verdict == Reply && (p.Operation != arp.OperationRequest || p.TargetIP != d.VIP) {
 		t.Fatalf("answered %s for %s, parser says op %v target %s", d.Verdict, d.VIP, p.Operation, p.TargetIP)
 	}
 }
@@ -174,7 +174,7 @@ func TestAppendARPReply(t *testing.T) {
 	for _, sender := range []netip.Addr{testHost4, netip.AddrFrom4([4]byte{})} {
 		t.Run(sender.String(), func(t *testing.T) {
 			d := DecideARP(arpFields{spa: sender}.frame(), testVIPs4, testSelf)
-			if d.Verdict != Answer {
+			if d.Verdict != Reply {
 				t.Fatalf("verdict %s", d.Verdict)
 			}
 			b := appendARPReply(nil, d, testSelf)
@@ -234,7 +234,7 @@ func TestDecideNDP(t *testing.T) {
 	}
 	withCode := append([]byte{}, valid...)
 	withCode[1] = 1
-	answer := NDPDecision{Verdict: Answer, Target: testVIP6, Source: testHost6, SourceMAC: testPeer, HasSourceMAC: true}
+	answer := NDPDecision{Verdict: Reply, Target: testVIP6, Source: testHost6, SourceMAC: testPeer, HasSourceMAC: true}
 	tests := []struct {
 		name     string
 		msg      []byte
@@ -245,11 +245,11 @@ func TestDecideNDP(t *testing.T) {
 		{"solicitation for the VIP", valid, testHost6, 255, answer},
 		{"encoded by mdlayher/ndp", marshalled, testHost6, 255, answer},
 		{"link-local source keeps its zone", valid, linkLocal, 255,
-			NDPDecision{Verdict: Answer, Target: testVIP6, Source: linkLocal, SourceMAC: testPeer, HasSourceMAC: true}},
+			NDPDecision{Verdict: Reply, Target: testVIP6, Source: linkLocal, SourceMAC: testPeer, HasSourceMAC: true}},
 		{"unicast, without source link-layer address", nsMsg(testVIP6), testHost6, 255,
-			NDPDecision{Verdict: Answer, Target: testVIP6, Source: testHost6}},
+			NDPDecision{Verdict: Reply, Target: testVIP6, Source: testHost6}},
 		{"duplicate address detection", nsMsg(testVIP6), unspec, 255,
-			NDPDecision{Verdict: Answer, Target: testVIP6, Source: unspec}},
+			NDPDecision{Verdict: Reply, Target: testVIP6, Source: unspec}},
 		{"unknown option (nonce) ignored", nsMsg(testVIP6, sllaOpt(testPeer), []byte{14, 1, 1, 2, 3, 4, 5, 6}),
 			testHost6, 255, answer},
 		{"hop limit 64 (routed from off-link)", valid, testHost6, 64, NDPDecision{Verdict: DropBadHopLimit}},
@@ -275,7 +275,7 @@ func TestDecideNDP(t *testing.T) {
 		// A socket reports the unspecified source with the interface's zone: still DAD.
 		{"DAD, zoned source, with a link-layer address", valid, unspec.WithZone("eth0"), 255, NDPDecision{Verdict: DropMalformed}},
 		{"DAD, zoned source", nsMsg(testVIP6), unspec.WithZone("eth0"), 255,
-			NDPDecision{Verdict: Answer, Target: testVIP6, Source: unspec.WithZone("eth0")}},
+			NDPDecision{Verdict: Reply, Target: testVIP6, Source: unspec.WithZone("eth0")}},
 		{"zoned multicast source", nsMsg(testVIP6), netip.MustParseAddr("ff02::1%eth0"), 255, NDPDecision{Verdict: DropBadSender}},
 		{"IPv4 source", valid, testHost4, 255, NDPDecision{Verdict: DropMalformed}},
 		{"no source", valid, netip.Addr{}, 255, NDPDecision{Verdict: DropMalformed}},
@@ -305,7 +305,7 @@ func TestDecideNDP(t *testing.T) {
 // rightly ignore, RFC 4861 §4.6, so a parse error is not a failure.)
 func checkNDPAgainstParser(t *testing.T, msg []byte, d NDPDecision) {
 	t.Helper()
-	if d.Verdict != Answer {
+	if d.Verdict != Reply {
 		return
 	}
 	m, err := ndp.ParseMessage(msg)

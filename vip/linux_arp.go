@@ -107,7 +107,7 @@ func (s *arpSocket) serve() error {
 func (s *arpSocket) handle(frame []byte, now time.Time) Verdict {
 	d := DecideARP(frame, s.vips, s.k.mac)
 	switch d.Verdict {
-	case Answer:
+	case Reply:
 		return s.answer(d, now)
 	case DropConflict:
 		if ok, suppressed := s.warns.allow(warnKey{"arp conflict", d.SenderMAC}, now); ok {
@@ -138,5 +138,5 @@ func (s *arpSocket) answer(d ARPDecision, now time.Time) Verdict {
 		}
 		return DropSendFailed
 	}
-	return Answer
+	return Reply
 }

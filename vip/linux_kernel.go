@@ -24,9 +24,9 @@ var (
 	_ Cleaner = (*LinuxKernel)(nil)
 )
 
-// LinuxKernel is the real Kernel: VIPs as host prefixes on lo via netlink, ARP answered on a filtered
-// packet socket (mdlayher/packet) and announced with mdlayher/arp, IPv6 neighbour discovery with
-// mdlayher/ndp, on the announcing interface.
+// LinuxKernel is the real Kernel: VIPs as host prefixes on lo via netlink; on the announcing interface,
+// ARP answered on a kernel-filtered packet socket (mdlayher/packet) and announced with mdlayher/arp,
+// neighbour solicitations answered on a kernel-filtered ICMPv6 socket and announced with mdlayher/ndp.
 //
 // Sockets are opened in the network namespace of the calling thread: the netlink socket in
 // NewLinuxKernel, the raw sockets synchronously inside Announce and Answer (Answer reopens a failed

@@ -176,7 +176,7 @@ func (s *ndpSocket) serve() error {
 // handle acts on DecideNDP's verdict for one message and returns the final result.
 func (s *ndpSocket) handle(msg []byte, src netip.Addr, hopLimit int, now time.Time) Verdict {
 	d := DecideNDP(msg, src, hopLimit, s.vips, s.k.mac)
-	if d.Verdict != Answer {
+	if d.Verdict != Reply {
 		return d.Verdict
 	}
 	if !s.allow() {
@@ -202,5 +202,5 @@ func (s *ndpSocket) handle(msg []byte, src netip.Addr, hopLimit int, now time.Ti
 		}
 		return DropSendFailed
 	}
-	return Answer
+	return Reply
 }

@@ -24,9 +24,9 @@ type Metrics struct {
 
 // The verdicts each protocol can reach, pre-initialised so that dashboards see zeros, not gaps.
 var (
-	arpVerdicts = []Verdict{Answer, DropMalformed, DropFromSelf, DropBadSender, DropConflict, DropNotRequest,
+	arpVerdicts = []Verdict{Reply, DropMalformed, DropFromSelf, DropBadSender, DropConflict, DropNotRequest,
 		DropNotOurVIP, DropWrongDestination, DropFenced, DropRateLimited, DropSendFailed}
-	ndpVerdicts = []Verdict{Answer, DropMalformed, DropBadHopLimit, DropFromSelf, DropBadSender, DropNotRequest,
+	ndpVerdicts = []Verdict{Reply, DropMalformed, DropBadHopLimit, DropFromSelf, DropBadSender, DropNotRequest,
 		DropNotOurVIP, DropFenced, DropRateLimited, DropSendFailed}
 )
 

@@ -90,7 +90,7 @@ func TestARPSocketHandle(t *testing.T) {
 		t.Fatalf("gate closed: %s, %d frames sent; want fenced, none", v, len(w.sent))
 	}
 	open.Store(true)
-	if v := handle(arpFields{}.frame()); v != Answer || len(w.sent) != 1 || [6]byte(w.sent[0]) != testPeer {
+	if v := handle(arpFields{}.frame()); v != Reply || len(w.sent) != 1 || [6]byte(w.sent[0]) != testPeer {
 		t.Fatalf("gate open: %s, sent to %v; want answered to %s", v, w.sent, macString(testPeer))
 	}
 	for range 2 * replyPerRequester {
@@ -137,7 +137,7 @@ func TestARPSocketHandle(t *testing.T) {
 		t.Fatal("no warning for a failed send")
 	}
 
-	for v, want := range map[Verdict]float64{Answer: replyPerRequester, DropFenced: 1,
+	for v, want := range map[Verdict]float64{Reply: replyPerRequester, DropFenced: 1,
 		DropRateLimited: replyPerRequester + 1, DropConflict: 1001, DropMalformed: 200, DropSendFailed: 1} {
 		if got := counterValue(t, m.arpFrames[v]); got != want {
 			t.Errorf("vipd_arp_frames_total{result=%q} = %v, want %v", v, got, want)
@@ -171,10 +171,10 @@ func TestNDPSocketHandle(t *testing.T) {
 		want    Verdict
 		wantDst netip.Addr
 	}{
-		{"solicitation", valid, zoned, 255, Answer, zoned},
+		{"solicitation", valid, zoned, 255, Reply, zoned},
 		{"hop limit 64", valid, zoned, 64, DropBadHopLimit, netip.Addr{}},
-		{"DAD: to all nodes", nsMsg(testVIP6), netip.IPv6Unspecified(), 255, Answer, allNodes},
-		{"DAD from a socket (zoned): to all nodes", nsMsg(testVIP6), netip.IPv6Unspecified().WithZone("test0"), 255, Answer, allNodes},
+		{"DAD: to all nodes", nsMsg(testVIP6), netip.IPv6Unspecified(), 255, Reply, allNodes},
+		{"DAD from a socket (zoned): to all nodes", nsMsg(testVIP6), netip.IPv6Unspecified().WithZone("test0"), 255, Reply, allNodes},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
