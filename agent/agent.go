@@ -188,13 +188,14 @@ func (a *Agent) buildVIP() error {
 		p, _ := netip.ParsePrefix(v) // validated
 		a.vips = append(a.vips, p)
 	}
+	metrics := vip.NewMetrics(a.reg) // shared by the Manager and the kernel's ARP/NDP responder
 	kernel := a.opts.Kernel
 	if kernel == nil && !cfg.Witness {
 		iface, err := vip.ResolveInterface(cfg.Interface, a.vips)
 		if err != nil {
 			return err
 		}
-		k, err := vip.NewLinuxKernel(iface, a.log.With("component", "vip"))
+		k, err := vip.NewLinuxKernel(iface, a.log.With("component", "vip"), vip.WithKernelMetrics(metrics))
 		if err != nil {
 			return err
 		}
@@ -219,7 +220,7 @@ func (a *Agent) buildVIP() error {
 		VerifyInterval: heartbeat / 3, // three confirmations per window, so one slow round does not mute ARP
 		AnswerWindow:   heartbeat,     // no follower may be elected sooner after a confirmation
 		Logger:         a.log.With("component", "vip"),
-		Metrics:        vip.NewMetrics(a.reg),
+		Metrics:        metrics,
 	}, vip.NewClusterLeadership(a.cluster, cfg.Node), a.healthSource(), kernel)
 	if err != nil {
 		if a.closeKernel != nil {
