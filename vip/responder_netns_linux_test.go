@@ -54,12 +54,11 @@ func floodLAN(t *testing.T) (l *lan, node, attacker *testNS) {
 
 // responderRig is a LinuxKernel answering for one VIP in the node namespace, with metrics and a log sink.
 type responderRig struct {
-	k      *vip.LinuxKernel
-	reg    *prometheus.Registry
-	log    *itest.LogSink
-	done   <-chan struct{}
-	err    error
-	cancel context.CancelFunc
+	k    *vip.LinuxKernel
+	reg  *prometheus.Registry
+	log  *itest.LogSink
+	done <-chan struct{}
+	err  error // Answer's result, once done is closed
 }
 
 func startResponder(t *testing.T, n *testNS, p netip.Prefix, opts ...vip.KernelOption) *responderRig {
@@ -76,9 +75,14 @@ func startResponder(t *testing.T, n *testNS, p netip.Prefix, opts ...vip.KernelO
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
 	r.done = n.start(t, func() { r.err = r.k.Answer(ctx, []netip.Addr{p.Addr()}, func() bool { return true }) })
-	t.Cleanup(r.stop)
+	t.Cleanup(func() {
+		cancel()
+		<-r.done
+		if r.err != nil {
+			t.Errorf("Answer returned %v", r.err)
+		}
+	})
 	return r
 }
 
@@ -89,15 +93,6 @@ func (r *responderRig) running(t *testing.T) {
 	case <-r.done:
 		t.Fatalf("the responder stopped: Answer returned %v", r.err)
 	default:
-	}
-}
-
-// stop ends Answer, waits for it and checks it returned nil.
-func (r *responderRig) stop() {
-	r.cancel()
-	<-r.done
-	if r.err != nil {
-		panic(fmt.Sprintf("Answer returned %v", r.err)) // reached only from Cleanup after a failure
 	}
 }
 
@@ -532,5 +527,31 @@ func TestResponderReopensFailedSocket(t *testing.T) {
 	r.running(t)
 	if !r.log.ContainsLine("ARP responder socket failed; reopening it", "network is down") {
 		t.Error("no warning naming the socket error")
+	}
+}
+
+// TestResponderRateLimitsOneRequester: one MAC asking far more often than any host resolves a neighbour
+// gets at most replyPerRequester replies a second, so the responder cannot be made to flood a victim whose
+// MAC an attacker puts in its requests.
+func TestResponderRateLimitsOneRequester(t *testing.T) {
+	l := newLAN(t, 1)
+	r := startResponder(t, l.nodes[0], nsVIP4)
+	ip := nsVIP4.Addr()
+	waitFor(t, 5*time.Second, "the responder answers ARP", func() bool {
+		return arpProbe(t, l, ip, 1, 1, 100*time.Millisecond).answered == 1
+	})
+	// 60 requests from one MAC, 5–10 ms apart: about 0.45 s, so at most two windows of 10 replies.
+	start := time.Now()
+	s := arpProbe(t, l, ip, 60, 1, 20*time.Millisecond)
+	windows := int(time.Since(start)/time.Second) + 2
+	t.Logf("one requester: %s in %v", s, time.Since(start).Round(time.Millisecond))
+	if s.answered == 0 || s.answered > 10*windows {
+		t.Errorf("one requester got %d replies in %d one-second windows, want 1 to %d", s.answered, windows, 10*windows)
+	}
+	if n := r.counter(t, "vipd_arp_frames_total", "rate_limited"); n < float64(s.sent-10*windows) {
+		t.Errorf("rate_limited = %v, want at least %d", n, s.sent-10*windows)
+	}
+	if !r.log.ContainsLine("rate-limiting ARP replies", "requester=02:77:00:00:00:00") {
+		t.Error("no warning naming the rate-limited requester")
 	}
 }
