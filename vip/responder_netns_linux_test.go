@@ -29,15 +29,20 @@ import (
 
 // The flood figures of issue 8: under 20,000 malformed plus 20,000 foreign frames per second, at least
 // 99 % of a client's requests for the VIP are answered, the responder never stops, and its process's CPU
-// stays bounded. maxResponderCPU is a generous bound (the measured figure is logged; see the report in
-// the test output): the kernel filter keeps the flood out of the process, and without it the
-// userspace path must still cope.
+// stays bounded. maxResponderCPU is a generous bound, there to catch a busy loop or a log line per frame:
+// the measured figures are logged (ARP through the kernel filter: 3–5 % of a core; ARP without it and NDP,
+// whose malformed solicitations reach the process: 20–35 % under -race on a busy two-core machine).
 const (
 	floodRate       = 20000 // frames per second of each kind
 	minAnswered     = 0.99
-	maxResponderCPU = 0.5 // CPU-seconds per second of flood (half a core) for the whole test process
+	maxResponderCPU = 0.75 // CPU-seconds per second of flood for the whole test process (client included)
 	probeRequests   = 200
 	probeRequesters = 40 // distinct requesters, so each stays under the per-requester reply limit
+	// probeTimeout is how long a request waits for its reply: a reply within a second is one the client
+	// uses, as Linux retransmits an unanswered ARP request or solicitation after 1 s (retrans_time).
+	probeTimeout = time.Second
+	// floodLimit bounds the attacker; the test stops it as soon as the client is done.
+	floodLimit = 2 * time.Minute
 )
 
 // floodLAN is newLAN(1) plus an attacker namespace plugged into the same bridge through "ax0".
@@ -338,6 +343,24 @@ func reportFlood(t *testing.T, what string, s probeStats, rep floodReport, cpu, 
 		100*cpu.Seconds()/wall.Seconds())
 }
 
+// checkFlood fails a run whose flood was too weak to mean anything (under half the target's rate: a
+// machine too busy to test on), notes one below 90 % of it, and fails one that did not last while the
+// client was asking.
+func checkFlood(t *testing.T, rep floodReport, probe time.Duration) {
+	t.Helper()
+	switch r := rep.rate(); {
+	case r < 0.5*2*floodRate:
+		t.Errorf("the attacker reached only %.0f of %d frames/s: the machine is too busy for this run to mean anything",
+			r, 2*floodRate)
+	case r < 0.9*2*floodRate:
+		t.Logf("NOTE: the attacker reached only %.0f of %d frames/s (a busy machine): these figures are not the target's",
+			r, 2*floodRate)
+	}
+	if rep.Elapsed < probe {
+		t.Errorf("the flood lasted %v, less than the client's %v", rep.Elapsed, probe)
+	}
+}
+
 // TestARPResponderUnderFlood is issue 8's target for IPv4: a client's ARP requests for the VIP are answered
 // while an attacker on the same segment floods malformed and foreign ARP. With the kernel filter the flood
 // never reaches the process; without it ("userspace only") DecideARP must drop every frame and the
@@ -364,9 +387,9 @@ func TestARPResponderUnderFlood(t *testing.T) {
 			}
 
 			stop := startFlood(t, attacker, floodSpec{Iface: "ax0", Mode: "arp", VIP: ip, Rate: floodRate,
-				Duration: 60 * time.Second})
+				Duration: floodLimit})
 			cpu0, start := processCPU(t), time.Now()
-			s := arpProbe(t, l, ip, probeRequests, probeRequesters, 250*time.Millisecond)
+			s := arpProbe(t, l, ip, probeRequests, probeRequesters, probeTimeout)
 			cpu, wall := processCPU(t)-cpu0, time.Since(start)
 			rep := stop()
 			reportFlood(t, "ARP", s, rep, cpu, wall)
@@ -378,9 +401,7 @@ func TestARPResponderUnderFlood(t *testing.T) {
 			if share := cpu.Seconds() / wall.Seconds(); share > maxResponderCPU {
 				t.Errorf("the responder's process used %.0f %% of a core during the flood, bound %.0f %%", 100*share, 100*maxResponderCPU)
 			}
-			if rep.rate() < floodRate {
-				t.Errorf("the attacker sent only %.0f frames/s (want %d): this run does not show the target", rep.rate(), 2*floodRate)
-			}
+			checkFlood(t, rep, wall)
 			if n := r.counter(t, "vipd_arp_responder_restarts_total", "arp"); n != 0 {
 				t.Errorf("%v socket restarts during the flood, want 0", n)
 			}
@@ -422,9 +443,9 @@ func TestNDPResponderUnderFlood(t *testing.T) {
 		t.Fatalf("before the flood: %s", s)
 	}
 
-	stop := startFlood(t, attacker, floodSpec{Iface: "ax0", Mode: "ndp", VIP: ip, Rate: floodRate, Duration: 60 * time.Second})
+	stop := startFlood(t, attacker, floodSpec{Iface: "ax0", Mode: "ndp", VIP: ip, Rate: floodRate, Duration: floodLimit})
 	cpu0, start := processCPU(t), time.Now()
-	s := ndpProbe(t, l, ip, probeRequests, sources, 255, 250*time.Millisecond)
+	s := ndpProbe(t, l, ip, probeRequests, sources, 255, probeTimeout)
 	cpu, wall := processCPU(t)-cpu0, time.Since(start)
 	badHop0 := r.counter(t, "vipd_ndp_messages_total", "bad_hop_limit")
 	off := ndpProbe(t, l, ip, 20, sources, 64, 100*time.Millisecond)
@@ -445,9 +466,7 @@ func TestNDPResponderUnderFlood(t *testing.T) {
 	if share := cpu.Seconds() / wall.Seconds(); share > maxResponderCPU {
 		t.Errorf("the responder's process used %.0f %% of a core during the flood, bound %.0f %%", 100*share, 100*maxResponderCPU)
 	}
-	if rep.rate() < floodRate {
-		t.Errorf("the attacker sent only %.0f frames/s (want %d): this run does not show the target", rep.rate(), 2*floodRate)
-	}
+	checkFlood(t, rep, wall)
 	if n := r.counter(t, "vipd_arp_responder_restarts_total", "ndp"); n != 0 {
 		t.Errorf("%v socket restarts during the flood, want 0", n)
 	}
