@@ -59,7 +59,8 @@ func (a *Agent) buildVIP() error {
 		}
 		a.vips = append(a.vips, p)
 	}
-	kernel, err := a.vipKernel()
+	metrics := vip.NewMetrics(a.reg) // shared by the Manager and the kernel's ARP/NDP responder
+	kernel, err := a.vipKernel(metrics)
 	if err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func (a *Agent) buildVIP() error {
 		VerifyInterval: heartbeat / 3, // three confirmations per window, so one slow round does not mute ARP
 		AnswerWindow:   heartbeat,     // no follower may be elected sooner after a confirmation
 		Logger:         a.log.With("component", "vip"),
-		Metrics:        vip.NewMetrics(a.reg),
+		Metrics:        metrics,
 	}, vip.NewClusterLeadership(a.cluster, cfg.Node), a.healthSource(), kernel)
 	if err != nil {
 		if a.closeKernel != nil {
@@ -95,7 +96,7 @@ func (a *Agent) buildVIP() error {
 
 // vipKernel is the VIP's kernel side: the test's fake, nothing for a witness, a checked stand-in for a dry run,
 // or the real netlink and raw sockets on the announcing interface.
-func (a *Agent) vipKernel() (vip.Kernel, error) {
+func (a *Agent) vipKernel(metrics *vip.Metrics) (vip.Kernel, error) {
 	if a.opts.Kernel != nil || a.cfg.Witness {
 		return a.opts.Kernel, nil
 	}
@@ -109,7 +110,7 @@ func (a *Agent) vipKernel() (vip.Kernel, error) {
 		}
 		return dryRunKernel{}, nil
 	}
-	k, err := vip.NewLinuxKernel(iface, a.log.With("component", "vip"))
+	k, err := vip.NewLinuxKernel(iface, a.log.With("component", "vip"), vip.WithKernelMetrics(metrics))
 	if err != nil {
 		return nil, flagError(err, vipFlags)
 	}
