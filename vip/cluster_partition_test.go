@@ -3,6 +3,8 @@ package vip_test
 import (
 	"testing"
 	"time"
+
+	"github.com/vipd/vipd/internal/testutil"
 )
 
 // leaseReleaseBound bounds cut → the cut-off holder's release. Raft steps a leader down once it has not
@@ -22,7 +24,7 @@ func TestClusterPartitionHolder(t *testing.T) {
 	vc.waitVoters(3)
 	start := time.Now()
 	vc.partition(old)
-	waitFor(t, leaseReleaseBound, "the cut-off holder to release", func() bool {
+	testutil.WaitFor(t, leaseReleaseBound, "the cut-off holder to release", func() bool {
 		return !vc.nodes[old].m.Held() && !vc.nodes[old].kernel.Has(clusterIP)
 	})
 	released := time.Since(start)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vipd/vipd/internal/testutil"
 	"github.com/vipd/vipd/vip"
 )
 
@@ -46,7 +47,7 @@ func TestClusterLeaderKill(t *testing.T) {
 	vc.waitVoters(3)
 	start := time.Now()
 	vc.kill(old) // raft and gossip die; the Manager must release on the leadership signal alone
-	waitFor(t, time.Second, "the crashed node's Manager to release", func() bool {
+	testutil.WaitFor(t, time.Second, "the crashed node's Manager to release", func() bool {
 		return !vc.nodes[old].m.Held() && !vc.nodes[old].kernel.Has(clusterIP)
 	})
 	released := time.Since(start)
@@ -172,7 +173,7 @@ func TestClusterRapidHandOffs(t *testing.T) {
 	const handOffs = 20
 	start := time.Now()
 	for range handOffs {
-		waitFor(t, failoverBound, vc.nodes[h].name+" to see a healthy peer", func() bool {
+		testutil.WaitFor(t, failoverBound, vc.nodes[h].name+" to see a healthy peer", func() bool {
 			for _, p := range vip.NewClusterLeadership(vc.nodes[h].c, vc.nodes[h].name).Peers() {
 				if p.Healthy && p.Voter {
 					return true
@@ -231,7 +232,7 @@ func TestClusterRapidRawTransfers(t *testing.T) {
 				if tc.fromHolder {
 					l = vc.waitHolder(failoverBound, "the new leader to hold the VIP")
 				} else {
-					waitFor(t, failoverBound, "a leader to transfer from", func() bool {
+					testutil.WaitFor(t, failoverBound, "a leader to transfer from", func() bool {
 						ls := vc.leaders()
 						if len(ls) == 1 {
 							l = ls[0]
