@@ -576,14 +576,26 @@ func TestVerifyLeaderHonoursContext(t *testing.T) {
 			t.Errorf("%d announcements while no proof was recent", n)
 		}
 
-		r.l.HangVerify(false) // the quorum answers the verification in flight
+		// The retry started at t0+70ms (the third timed out then) is answered 5 ms later; the next one hangs.
+		sleep(5 * time.Millisecond)
+		r.l.HangVerify(false)
 		synctest.Wait()
+		r.l.HangVerify(true)
 		if !r.k.AllowsNow() {
 			t.Fatal("fence not reopened by a successful verification")
 		}
+		// The window counts from when the verification started, not from its answer.
+		proof := t0.Add(70 * time.Millisecond)
+		sleep(time.Until(proof.Add(testHeartbeat)) - time.Nanosecond)
+		if !r.k.AllowsNow() {
+			t.Fatal("fence closed within AnswerWindow of the start of the last proof")
+		}
+		sleep(time.Nanosecond)
+		if r.k.AllowsNow() {
+			t.Fatal("fence open AnswerWindow after the start of the last proof: it counted from the answer")
+		}
 
-		r.l.HangVerify(true)
-		sleep(testVerify) // the next verification is in flight, hanging
+		// A verification is in flight, hanging: shutdown must not wait for it.
 		stopped := time.Now()
 		r.stop(t)
 		if d := time.Since(stopped); d != 0 {
