@@ -164,8 +164,12 @@ func newVIPCluster(t *testing.T, n int, opts vipClusterOpts) *vipCluster {
 }
 
 // publishMeta keeps the node's gossiped health and VIP state level with reality, as agent.publishMeta
-// does (polling here, because FakeHealth has a single subscriber: the Manager).
+// does: at once on a change of health or of the Manager's Held, and every metaPublishEvery regardless.
 func publishMeta(ctx context.Context, nd *vipNode) {
+	healthCh, stopHealth := nd.health.Subscribe()
+	defer stopHealth()
+	heldCh, stopHeld := nd.m.Subscribe()
+	defer stopHeld()
 	tick := time.NewTicker(metaPublishEvery)
 	defer tick.Stop()
 	var last cluster.Meta
@@ -181,6 +185,8 @@ func publishMeta(ctx context.Context, nd *vipNode) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-healthCh:
+		case <-heldCh:
 		case <-tick.C:
 		}
 	}

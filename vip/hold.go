@@ -128,7 +128,9 @@ func (l *loop) onBurst() {
 // onRefresh is the level check: the VIP is present (and announced) exactly while held.
 func (l *loop) onRefresh() {
 	if !l.stillLeading() {
-		l.removeStray()
+		if !l.held {
+			l.removeStray()
+		}
 		return
 	}
 	for _, p := range l.cfg.VIPs {

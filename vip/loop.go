@@ -149,14 +149,17 @@ func (l *loop) onLeadership(s LeaderState) {
 	l.tryLead()
 }
 
-// stillLeading applies a leadership change that is already waiting before the caller announces anything.
-// After a stall several events are ready at once and select picks among them at random; without this a
-// holder deposed during the stall could send one more gratuitous ARP before it saw the news.
+// stillLeading applies a leadership change that is already waiting before the caller announces anything,
+// and reports whether the caller's holding period goes on. After a stall several events are ready at once
+// and select picks among them at random; without this a holder deposed during the stall could send one more
+// gratuitous ARP before it saw the news. False also when the change was a new term and the VIP was released
+// and re-acquired: that acquisition has started its own burst and refresh.
 func (l *loop) stillLeading() bool {
+	gen := l.gen
 	if s, ok := l.pending(); ok {
 		l.onLeadership(s)
 	}
-	return l.held
+	return l.held && l.gen == gen
 }
 
 // tryLead runs the leadership steps: barrier, witness hand-off, health gate, acquire. It never runs

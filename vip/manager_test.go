@@ -118,16 +118,6 @@ func sleep(d time.Duration) {
 	synctest.Wait()
 }
 
-func (r *rig) count(event string) int {
-	n := 0
-	for _, e := range r.events.Events() {
-		if e == event {
-			n++
-		}
-	}
-	return n
-}
-
 func TestAcquireOnlyAfterBarrier(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, nil)

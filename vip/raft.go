@@ -36,7 +36,11 @@ func (l ClusterLeadership) WatchLeadership() (<-chan LeaderState, func()) {
 	wg.Go(func() {
 		for {
 			select {
-			case v := <-in:
+			case v, ok := <-in:
+				if !ok { // the cluster can no longer tell: the Manager treats a closed channel as lost
+					close(out)
+					return
+				}
 				select { // keep only the newest state, as the cluster's channel does
 				case <-out:
 				default:
