@@ -30,8 +30,8 @@ type Manager struct {
 }
 
 // NewManager validates cfg, applies defaults and returns a Manager; it starts nothing. h and k may be
-// nil only for a witness (which never holds the VIP). A configuration error is a *fielderr.Error that
-// wraps ErrInvalidConfig and names the Config field.
+// nil only for a witness (which never holds the VIP). Every error wraps ErrInvalidConfig; one about a
+// Config field is a *fielderr.Error that names it.
 func NewManager(cfg Config, l Leadership, h HealthSource, k Kernel) (*Manager, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {

@@ -487,7 +487,7 @@ func TestLevelCheckReAddsRemovedVIP(t *testing.T) {
 
 func TestLevelCheckRestartsFailedResponder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := newRig(t, nil)
+		r := newRig(t, func(c *vip.Config) { c.BurstCount = 1 }) // no burst: only the refresh restarts it
 		r.k.SetAnswerError(errors.New("socket: operation not permitted"))
 		r.start(t)
 		r.l.SetLeader(true)
@@ -497,9 +497,13 @@ func TestLevelCheckRestartsFailedResponder(t *testing.T) {
 				r.m.Held(), r.k.Has(ip4), r.k.Answering())
 		}
 		r.k.SetAnswerError(nil)
-		sleep(testRefresh)
+		sleep(testRefresh - time.Nanosecond)
+		if r.k.Answering() {
+			t.Fatal("responder restarted before the refresh")
+		}
+		sleep(time.Nanosecond)
 		if !r.k.Answering() {
-			t.Fatal("responder not restarted")
+			t.Fatal("responder not restarted by the refresh")
 		}
 	})
 }
