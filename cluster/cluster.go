@@ -75,6 +75,7 @@ type Cluster struct {
 	problem  atomic.Pointer[string]
 	leaving  atomic.Bool
 	stopped  atomic.Bool
+	verifyMu sync.RWMutex // held for reading by VerifyLeader, taken by Shutdown before raft stops
 	stopOnce sync.Once
 	stopErr  error
 	cancel   context.CancelFunc
@@ -266,6 +267,8 @@ func (c *Cluster) Shutdown() error {
 	}
 	c.stopOnce.Do(func() {
 		c.stopped.Store(true)
+		c.verifyMu.Lock() // no VerifyLeader may be under way when raft stops (see VerifyLeader)
+		c.verifyMu.Unlock()
 		c.cancel()
 		var errs []error
 		if err := r.Shutdown().Error(); err != nil {

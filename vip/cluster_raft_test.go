@@ -268,3 +268,30 @@ func TestClusterRapidRawTransfers(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterVerifyLeaderAfterShutdown: the Manager's shutdown waits for its VerifyLeader in flight, so the
+// cluster adapter must answer it even when the node's raft has just been shut down (as in TestClusterLeaderKill).
+// hashicorp/raft v1.8.0 never answers a verification that it queues while shutting down (its verify future has
+// no shutdown channel) and queues one half of the time after shutdown, so every call here must come back.
+func TestClusterVerifyLeaderAfterShutdown(t *testing.T) {
+	vc := newVIPCluster(t, 3, vipClusterOpts{})
+	h := vc.waitHolder(15*time.Second, "first holder")
+	vc.stopManager(h)
+	vc.kill(h)
+	lead := vip.NewClusterLeadership(vc.nodes[h].c, vc.nodes[h].name)
+	for i := range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		errc := make(chan error, 1)
+		go func() { errc <- lead.VerifyLeader(ctx) }()
+		select {
+		case err := <-errc:
+			if err == nil {
+				t.Fatalf("call %d: a shut-down node verified its leadership", i)
+			}
+		case <-time.After(5 * time.Second):
+			cancel()
+			t.Fatalf("call %d: VerifyLeader on a shut-down node did not return (ctx expired 4 s ago)", i)
+		}
+		cancel()
+	}
+}
