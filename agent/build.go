@@ -69,20 +69,18 @@ func (a *Agent) buildVIP() error {
 		heartbeat = cluster.DefaultHeartbeat
 	}
 	m, err := vip.NewManager(vip.Config{
-		VIPs:           a.vips,
-		GARPRefresh:    cfg.GARPRefresh,
-		Announce:       cfg.GARP,
-		BurstCount:     5,
-		Witness:        cfg.Witness,
-		Priority:       cfg.Priority,
-		PreemptDelay:   cfg.PreemptDelay,
-		OnAcquire:      cfg.OnAcquire,
-		OnRelease:      cfg.OnRelease,
-		HookTimeout:    cfg.HookTimeout,
-		VerifyInterval: heartbeat / 3, // three confirmations per window, so one slow round does not mute ARP
-		AnswerWindow:   heartbeat,     // no follower may be elected sooner after a confirmation
-		Logger:         a.log.With("component", "vip"),
-		Metrics:        metrics,
+		VIPs:          a.vips,
+		RaftHeartbeat: heartbeat, // vip derives its verification interval and answer window from it
+		GARPRefresh:   cfg.GARPRefresh,
+		Announce:      cfg.GARP,
+		Witness:       cfg.Witness,
+		Priority:      cfg.Priority,
+		PreemptDelay:  cfg.PreemptDelay,
+		OnAcquire:     cfg.OnAcquire,
+		OnRelease:     cfg.OnRelease,
+		HookTimeout:   cfg.HookTimeout,
+		Logger:        a.log.With("component", "vip"),
+		Metrics:       metrics,
 	}, vip.NewClusterLeadership(a.cluster, cfg.Node), a.healthSource(), kernel)
 	if err != nil {
 		if a.closeKernel != nil {

@@ -75,6 +75,7 @@ type Cluster struct {
 	problem  atomic.Pointer[string]
 	leaving  atomic.Bool
 	stopped  atomic.Bool
+	verifyMu sync.RWMutex // held for reading by VerifyLeader, for writing by Shutdown while raft stops
 	stopOnce sync.Once
 	stopErr  error
 	cancel   context.CancelFunc
@@ -268,7 +269,10 @@ func (c *Cluster) Shutdown() error {
 		c.stopped.Store(true)
 		c.cancel()
 		var errs []error
-		if err := r.Shutdown().Error(); err != nil {
+		c.verifyMu.Lock() // no VerifyLeader may be under way while raft stops (see VerifyLeader)
+		err := r.Shutdown().Error()
+		c.verifyMu.Unlock()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
 		}
 		// Only now may the NotifyCh reader stop: raft blocks on NotifyCh until its shutdown.

@@ -2,6 +2,7 @@ package vip
 
 import (
 	"context"
+	"sync"
 
 	"github.com/vipd/vipd/cluster"
 )
@@ -24,8 +25,38 @@ func NewClusterLeadership(c *cluster.Cluster, self string) ClusterLeadership {
 	return ClusterLeadership{c: c, self: self}
 }
 
-// WatchLeadership follows Raft's leadership of this node.
-func (l ClusterLeadership) WatchLeadership() (<-chan bool, func()) { return l.c.WatchLeadership() }
+// WatchLeadership follows Raft's leadership of this node. The cluster reports no term yet, so every state
+// carries Term 0 and a coalesced loss and regain goes unseen, as before terms existed; the forwarding
+// goroutine goes away once the cluster delivers LeaderState itself.
+func (l ClusterLeadership) WatchLeadership() (<-chan LeaderState, func()) {
+	in, stopIn := l.c.WatchLeadership()
+	out := make(chan LeaderState, 1)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case v, ok := <-in:
+				if !ok { // the cluster can no longer tell: the Manager treats a closed channel as lost
+					close(out)
+					return
+				}
+				select { // keep only the newest state, as the cluster's channel does
+				case <-out:
+				default:
+				}
+				out <- LeaderState{Leader: v} // cannot block: capacity 1, emptied above, single sender
+			case <-done:
+				return
+			}
+		}
+	})
+	return out, sync.OnceFunc(func() {
+		close(done)
+		wg.Wait()
+		stopIn()
+	})
+}
 
 // Barrier commits a barrier: proof that this node leads the current term.
 func (l ClusterLeadership) Barrier(ctx context.Context) error { return l.c.Barrier(ctx) }
