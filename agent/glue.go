@@ -62,17 +62,22 @@ func (a *Agent) handOver(ctx context.Context) {
 // publishMeta keeps this node's gossip metadata (health, VIP held) level with reality, so peers choose a
 // healthy leader and `vipd members` is true on every node.
 func (a *Agent) publishMeta(ctx context.Context) {
-	var healthCh <-chan struct{}
+	var healthCh, vipCh <-chan struct{}
 	if a.node != nil {
 		ch, cancel := a.node.Subscribe()
 		defer cancel()
 		healthCh = ch
 	}
-	ticker := time.NewTicker(250 * time.Millisecond)
-	defer ticker.Stop()
+	if a.vip != nil {
+		ch, cancel := a.vip.Subscribe()
+		defer cancel()
+		vipCh = ch
+	}
 	// Republish unchanged metadata now and then: memberlist drops an update whose broadcast times out, and
 	// peers would then show a stale VIP holder until the next change.
 	const republish = 2 * time.Second
+	ticker := time.NewTicker(republish)
+	defer ticker.Stop()
 	var last cluster.Meta
 	var lastAt time.Time
 	for {
@@ -89,6 +94,7 @@ func (a *Agent) publishMeta(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-healthCh:
+		case <-vipCh:
 		case <-ticker.C:
 		}
 	}
