@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/vipd/vipd/internal/notify"
 )
 
 // maxFirstDelay caps the random delay before a backend's first check, so a
@@ -95,7 +97,7 @@ type Monitor struct {
 	hooks    map[uint64]func()
 	nextHook uint64
 
-	changed signal
+	changed notify.Signal
 }
 
 // NewMonitor validates cfg and the backend list (non-empty, no duplicates,

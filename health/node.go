@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/vipd/vipd/internal/notify"
 )
 
 // FrontendStatus is the health of one frontend (a listener and the Monitor of its backends).
@@ -73,7 +75,7 @@ type Node struct {
 	fes  map[string]*nodeFrontend
 	last NodeStatus // last status subscribers were told about
 
-	changed signal
+	changed notify.Signal
 }
 
 // nodeFrontend is one frontend as Node follows it.

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vipd/vipd/internal/notify"
 	"golang.org/x/sys/unix"
 )
 
@@ -62,7 +63,7 @@ type Proxy struct {
 	serving          atomic.Int32
 
 	acceptLog, dialLog, loopLog *rateLog                         // at most one line a minute each
-	configChanged               signal                           // SetConfig ran: idle sweepers re-read IdleTimeout
+	configChanged               notify.Signal                    // SetConfig ran: idle sweepers re-read IdleTimeout
 	listens                     atomic.Pointer[[]netip.AddrPort] // listening addresses of running Serve calls (loop guard)
 
 	mu      sync.Mutex // guards servers and writes of listens
