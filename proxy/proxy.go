@@ -11,8 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vipd/vipd/internal/notify"
 	"golang.org/x/sys/unix"
+
+	"github.com/vipd/vipd/internal/notify"
 )
 
 // Backends is the proxy's view of the upstream pool. *health.Monitor satisfies it.
