@@ -80,8 +80,8 @@ type VIPConfig struct {
 	Priority     int           `yaml:"priority"`
 	PreemptDelay time.Duration `yaml:"preempt-delay"`
 	Witness      bool          `yaml:"witness"`
-	OnAcquire    string        `yaml:"on-acquire" reload:"live"`
-	OnRelease    string        `yaml:"on-release" reload:"live"`
+	OnAcquire    HookCommand   `yaml:"on-acquire" reload:"live"`
+	OnRelease    HookCommand   `yaml:"on-release" reload:"live"`
 	HookTimeout  time.Duration `yaml:"hook-timeout" reload:"live"`
 }
 

@@ -81,6 +81,13 @@ func (a *Agent) reloadOnce(rt *running) error {
 	if err != nil {
 		return err
 	}
+	if a.vip != nil {
+		// The last fallible step: validated as New did, applied only if valid.
+		if err := a.vip.SetHooks(next.OnAcquire.vip(), next.OnRelease.vip(), next.HookTimeout); err != nil {
+			plan.abort()
+			return flagError(err, vipFlags)
+		}
+	}
 	// From here on nothing fails.
 	plan.apply()
 	if a.opts.LogLevel != nil {

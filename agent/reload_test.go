@@ -13,7 +13,7 @@ func TestImmutableChanges(t *testing.T) {
 	next.Backends = []string{"10.0.0.21:6443"}
 	next.CheckInterval = time.Second
 	next.LogLevel = "debug"
-	next.OnAcquire = "/bin/true"
+	next.OnAcquire = HookCommand{Shell: "/bin/true"}
 	next.Frontends = []FrontendConfig{{Name: "x"}}
 	if got := immutableChanges(old, next); len(got) != 0 {
 		t.Errorf("live settings reported as immutable: %v", got)

@@ -63,10 +63,10 @@ type Config struct {
 	// PreemptDelay is how long the VIP must be held before preempting in favour of a higher-priority
 	// peer (0 = at the first refresh after acquiring, like keepalived's preempt_delay 0).
 	PreemptDelay time.Duration
-	// OnAcquire and OnRelease are shell commands (sh -c) run after acquiring / releasing, with
-	// VIPD_EVENT and VIPD_VIPS in the environment. They run asynchronously, in order, bounded by
-	// HookTimeout; failures are logged and counted and never delay a release.
-	OnAcquire, OnRelease string
+	// OnAcquire and OnRelease run after acquiring / releasing (a shell command or an argv list, see
+	// Hook), with VIPD_EVENT and VIPD_VIPS in the environment. They run asynchronously, in order,
+	// bounded by HookTimeout; failures are logged and counted and never delay a release.
+	OnAcquire, OnRelease Hook
 	HookTimeout          time.Duration
 	// BarrierTimeout bounds the barrier committed before acquiring, and each leadership transfer attempt.
 	BarrierTimeout time.Duration
@@ -128,7 +128,14 @@ func (c *Config) validate() error {
 	if c.BurstCount < 0 {
 		return fielderr.New(ErrInvalidConfig, "BurstCount", "is %d: must not be negative", c.BurstCount)
 	}
-	return nil
+	if err := c.OnAcquire.validate("OnAcquire"); err != nil {
+		return err
+	}
+	return c.OnRelease.validate("OnRelease")
+}
+
+func invalid(field, format string, args ...any) error {
+	return fielderr.New(ErrInvalidConfig, field, format, args...)
 }
 
 func (c *Config) validateVIPs() error {

@@ -41,7 +41,7 @@ func (l *loop) acquire() {
 	l.after(&l.refresh, l.cfg.GARPRefresh)
 	l.after(&l.verify, l.cfg.VerifyInterval)
 	l.after(&l.preempt, l.cfg.PreemptDelay)
-	l.hooks.enqueue("acquire", l.cfg.OnAcquire)
+	l.hooks.enqueue("acquire", l.m.hooks.Load().acquire)
 }
 
 // release stops answering and removes every VIP before anything else happens; then the hook.
@@ -63,7 +63,7 @@ func (l *loop) release(why string) {
 	for _, t := range []**time.Timer{&l.burst, &l.verify, &l.preempt} {
 		stopTimer(t)
 	}
-	l.hooks.enqueue("release", l.cfg.OnRelease)
+	l.hooks.enqueue("release", l.m.hooks.Load().release)
 }
 
 func (l *loop) startAnswer() {

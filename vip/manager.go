@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vipd/vipd/internal/notify"
 )
@@ -27,6 +28,7 @@ type Manager struct {
 	held    atomic.Bool
 	changed notify.Signal // Held changed
 	running atomic.Bool
+	hooks   atomic.Pointer[hookSet] // cfg's hooks until SetHooks replaces them
 }
 
 // NewManager validates cfg, applies defaults and returns a Manager; it starts nothing. h and k may be
@@ -43,7 +45,29 @@ func NewManager(cfg Config, l Leadership, h HealthSource, k Kernel) (*Manager, e
 	if !cfg.Witness && (h == nil || k == nil) {
 		return nil, fmt.Errorf("%w: a non-witness node needs a HealthSource and a Kernel", ErrInvalidConfig)
 	}
-	return &Manager{cfg: cfg, lead: l, health: h, kernel: k, log: cfg.Logger}, nil
+	m := &Manager{cfg: cfg, lead: l, health: h, kernel: k, log: cfg.Logger}
+	m.hooks.Store(&hookSet{acquire: cfg.OnAcquire, release: cfg.OnRelease, timeout: cfg.HookTimeout})
+	return m, nil
+}
+
+// SetHooks replaces the acquire and release hooks and their timeout (0 = DefaultHookTimeout) for the events
+// that come next, while the Manager runs (a reload). It validates them as NewManager does and changes
+// nothing on error.
+func (m *Manager) SetHooks(acquire, release Hook, timeout time.Duration) error {
+	if timeout == 0 {
+		timeout = DefaultHookTimeout
+	}
+	if timeout < 0 {
+		return invalid("HookTimeout", "is %v: must be positive (zero takes the default)", timeout)
+	}
+	if err := acquire.validate("OnAcquire"); err != nil {
+		return err
+	}
+	if err := release.validate("OnRelease"); err != nil {
+		return err
+	}
+	m.hooks.Store(&hookSet{acquire: acquire, release: release, timeout: timeout})
+	return nil
 }
 
 // Held reports whether this node currently holds the VIP (for status output and gossip metadata).
@@ -70,7 +94,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	defer m.running.Store(false)
 
-	hooks := newHookRunner(m.cfg.HookTimeout, joinPrefixes(m.cfg.VIPs), m.log, m.cfg.Metrics)
+	hooks := newHookRunner(func() time.Duration { return m.hooks.Load().timeout }, joinPrefixes(m.cfg.VIPs), m.log, m.cfg.Metrics)
 	var hookWG sync.WaitGroup
 	hookWG.Go(hooks.run)
 	defer func() {

@@ -303,7 +303,7 @@ func TestReleaseOnLeadershipLossBeforeHook(t *testing.T) {
 	m, err := vip.NewManager(vip.Config{
 		VIPs: []netip.Prefix{vip4}, RaftHeartbeat: testHeartbeat, Announce: true, Logger: testutil.Logger(t),
 		// The hook reports whether the address was still configured when it ran.
-		OnRelease: `if [ -e "` + marker + `" ]; then echo still-held; else echo released; fi > "` + out + `"`,
+		OnRelease: vip.Hook{Shell: `if [ -e "` + marker + `" ]; then echo still-held; else echo released; fi > "` + out + `"`},
 	}, l, h, k)
 	if err != nil {
 		t.Fatal(err)
@@ -644,7 +644,7 @@ func TestPreemption(t *testing.T) {
 func TestHooksNeverBlockRelease(t *testing.T) {
 	// Real clock: the hooks are external processes, which a synctest bubble cannot wait for.
 	r := newRig(t, func(c *vip.Config) {
-		c.OnAcquire, c.OnRelease, c.HookTimeout = "sleep 30", "exit 3", 300*time.Millisecond
+		c.OnAcquire, c.OnRelease, c.HookTimeout = vip.Hook{Shell: "sleep 30"}, vip.Hook{Argv: []string{"false"}}, 300*time.Millisecond
 	})
 	r.start(t)
 	r.l.SetLeader(true)

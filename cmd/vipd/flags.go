@@ -94,8 +94,8 @@ func agentFlags(fs *flag.FlagSet, cfg *agent.Config, configFile *string) {
 	fs.IntVar(&cfg.Priority, "priority", cfg.Priority, "prefer this node for the VIP over healthy peers of lower priority (0 = no preemption)")
 	fs.DurationVar(&cfg.PreemptDelay, "preempt-delay", cfg.PreemptDelay, "with -priority, how long a leader must be stable before it hands over to a higher priority")
 	fs.BoolVar(&cfg.Witness, "witness", cfg.Witness, "vote in Raft but never hold the VIP or proxy (a tie-breaker for two-node setups)")
-	fs.StringVar(&cfg.OnAcquire, "on-acquire", cfg.OnAcquire, "command (sh -c) run after this node takes the VIP")
-	fs.StringVar(&cfg.OnRelease, "on-release", cfg.OnRelease, "command (sh -c) run after this node drops the VIP")
+	fs.Var(&cfg.OnAcquire, "on-acquire", "command (sh -c) run after this node takes the VIP; in -config also an argv list, run without a shell")
+	fs.Var(&cfg.OnRelease, "on-release", "command (sh -c) run after this node drops the VIP; in -config also an argv list, run without a shell")
 	fs.DurationVar(&cfg.HookTimeout, "hook-timeout", cfg.HookTimeout, "timeout of -on-acquire and -on-release")
 }
 
