@@ -39,6 +39,8 @@ type LinuxKernel struct {
 
 	metrics  *Metrics // responder counters; nil records nothing
 	noFilter bool     // tests only: no kernel filter on the ARP socket, to exercise the userspace checks
+	// replyPerRequester and replyGlobal are the reply limits (ratelimit.go); tests lower them.
+	replyPerRequester, replyGlobal int
 
 	mu sync.Mutex // serialises netlink requests on nl
 	nl *netlink.Handle
@@ -91,7 +93,8 @@ func NewLinuxKernel(ifaceName string, logger *slog.Logger, opts ...KernelOption)
 		h.Close()
 		return nil, fmt.Errorf("find lo: %w", err)
 	}
-	k := &LinuxKernel{ifi: ifi, mac: ifi.HardwareAddr, log: logger, nl: h, lo: lo}
+	k := &LinuxKernel{ifi: ifi, mac: ifi.HardwareAddr, log: logger, nl: h, lo: lo,
+		replyPerRequester: replyPerRequester, replyGlobal: replyGlobal}
 	for _, o := range opts {
 		o(k)
 	}

@@ -11,14 +11,16 @@ import (
 const (
 	// replyPerRequester bounds the replies to one requester (ARP: its MAC, where the reply goes; NDP: its
 	// IPv6 source, where the advertisement goes) per window. A host resolves a neighbour once per
-	// reachable time (Linux: 15–45 s) and, while resolving, asks at most once a second (3 unicast then 3
-	// broadcast probes): 10/s is ten times a real host's worst case, yet an attacker spoofing a victim's
-	// MAC makes us send the victim at most 10 frames/s.
-	replyPerRequester = 10
-	// replyGlobal bounds the replies to all requesters together per window. A LAN of 1,000 hosts that all
-	// talk to the VIP and refresh every 15 s needs under 70 replies/s; 1,000/s is over ten times that, and
-	// caps what a flood of requests from spoofed MACs makes us send at 1,000 × 60 bytes = 60 kB/s.
-	replyGlobal = 1000
+	// reachable time (Linux: 15–45 s) and, while resolving, asks at most once a second; monitoring that
+	// watches who answers for the VIP (arping -i 0.01, the compose suite's observer) asks up to 100 times a
+	// second and must not see gaps, or it reports an outage that is not there. A reply is no larger than
+	// its request, so this is no amplifier: an attacker spoofing a victim's MAC makes us send the victim at
+	// most 100 frames (6 kB) a second.
+	replyPerRequester = 100
+	// replyGlobal bounds the replies to all requesters together per window: a LAN of 1,000 hosts that all
+	// talk to the VIP needs under 100 replies/s; 10,000/s caps what a flood of requests from spoofed MACs
+	// makes us send at 600 kB/s while leaving a hundred times a real LAN's need for real requesters.
+	replyGlobal = 10000
 	// replyWindow is the window of both counts.
 	replyWindow = time.Second
 )

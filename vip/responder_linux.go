@@ -80,14 +80,14 @@ func (k *LinuxKernel) newResponder(ips []netip.Addr, allow func() bool) *respond
 	}
 	r := &responder{k: k, warns: newWarnLimiter(warnEvery, maxWarnKeys)}
 	if len(v4) > 0 {
-		limit := newReplyLimiter[[6]byte](replyPerRequester, replyGlobal, replyWindow)
+		limit := newReplyLimiter[[6]byte](k.replyPerRequester, k.replyGlobal, replyWindow)
 		r.protos = append(r.protos, &responderProto{name: "arp", title: "ARP",
 			open: func(ifi *net.Interface) (responderSocket, error) {
 				return k.openARP(ifi, v4, allow, limit, r.warns)
 			}})
 	}
 	if len(v6) > 0 {
-		limit := newReplyLimiter[netip.Addr](replyPerRequester, replyGlobal, replyWindow)
+		limit := newReplyLimiter[netip.Addr](k.replyPerRequester, k.replyGlobal, replyWindow)
 		r.protos = append(r.protos, &responderProto{name: "ndp", title: "NDP",
 			open: func(ifi *net.Interface) (responderSocket, error) {
 				return k.openNDP(ifi, v6, allow, limit, r.warns)
