@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,7 +20,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vipd/vipd/cluster"
+	"github.com/vipd/vipd/health"
 	"github.com/vipd/vipd/internal/sched"
+	"github.com/vipd/vipd/proxy"
 	"github.com/vipd/vipd/vip"
 )
 
@@ -36,6 +40,11 @@ type Options struct {
 	// DryRun builds and validates everything as for a start, but opens no socket and changes nothing on the
 	// host (the VIP side is only checked): `vipd validate`. A dry-run Agent must not be Run.
 	DryRun bool
+	// Reload re-reads the configuration the agent was started with (the -config file and the flags) for
+	// SIGHUP and `vipd reload`; nil refuses reloads.
+	Reload func() (Config, error)
+	// LogLevel, if set, is the level of Logger's handler: a reload that changes -log-level sets it.
+	LogLevel *slog.LevelVar
 }
 
 // Agent is one running vipd node. Build it with New, run it with Run.
@@ -45,20 +54,31 @@ type Agent struct {
 	opts Options
 	reg  *prometheus.Registry
 
-	fe      *frontend // nil for a witness
-	cluster *cluster.Cluster
-	vip     *vip.Manager
-	vips    []netip.Prefix
+	// frontends are the running frontends in configuration order (none for a witness); a reload replaces
+	// the slice under feMu. node is their combined health, the VIP's gate.
+	feMu          sync.RWMutex
+	frontends     []*frontend
+	node          *health.Node
+	healthMetrics *health.Metrics
+	proxyMetrics  *proxy.Metrics
+	cluster       *cluster.Cluster
+	vip           *vip.Manager
+	vips          []netip.Prefix
 	// closeKernel closes the netlink handle of the real VIP kernel side, if any.
 	closeKernel func() error
 	// adminToken (from -http-token-file) authorises admin API writes; adminLoopback says the API only listens
 	// on loopback, where writes need no token.
-	adminToken    string
+	adminToken    atomic.Pointer[string]
 	adminLoopback bool
+	// live is the configuration in force: cfg as started, then each reload's. cfg itself never changes after
+	// New (handlers read it without locks); live is what a reload compares against and replaces.
+	live atomic.Pointer[Config]
 
-	// leaveReq carries POST /v1/leave to Run; the reply channel reports the leave's outcome.
-	leaveReq chan chan error
-	// ready is closed once the proxy and admin listeners are bound; proxyAddr and adminAddr are set before.
+	// leaveReq carries POST /v1/leave to Run, reloadReq SIGHUP and POST /v1/reload; the reply channel reports
+	// the outcome. Run serves both, so a reload never races the start or the shutdown.
+	leaveReq, reloadReq chan chan error
+	// ready is closed once the listeners are bound; proxyAddr (the first frontend's) and adminAddr are set
+	// before.
 	ready                chan struct{}
 	proxyAddr, adminAddr net.Addr
 }
@@ -75,12 +95,13 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Agent{
-		cfg:      cfg,
-		log:      log,
-		opts:     opts,
-		reg:      prometheus.NewRegistry(),
-		leaveReq: make(chan chan error),
-		ready:    make(chan struct{}),
+		cfg:       cfg,
+		log:       log,
+		opts:      opts,
+		reg:       prometheus.NewRegistry(),
+		leaveReq:  make(chan chan error),
+		reloadReq: make(chan chan error),
+		ready:     make(chan struct{}),
 	}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerBuildInfo(a.reg, opts.Build)
@@ -90,23 +111,25 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		if err != nil {
 			return nil, err
 		}
-		a.adminToken = tok
+		a.adminToken.Store(&tok)
 	}
+	a.live.Store(&cfg)
 
+	a.healthMetrics, a.proxyMetrics = health.NewMetrics(a.reg), proxy.NewMetrics(a.reg)
 	var specs []frontendSpec
 	if !cfg.Witness {
 		var err error
 		if specs, err = cfg.frontendSpecs(); err != nil {
 			return nil, err
 		}
-		if len(specs) > 1 {
-			return nil, invalid("config", "several frontends are not supported yet")
+		a.node = health.NewNode(health.WithMetrics(a.healthMetrics))
+		for _, s := range specs {
+			fe, err := a.buildFrontend(s, cfg, len(specs))
+			if err != nil {
+				return nil, err
+			}
+			a.frontends = append(a.frontends, fe)
 		}
-		fe, err := a.buildFrontend(specs[0])
-		if err != nil {
-			return nil, err
-		}
-		a.fe = fe
 	}
 	if cfg.ClusterEnabled() {
 		if err := a.buildCluster(); err != nil {
@@ -129,20 +152,32 @@ func New(cfg Config, opts Options) (*Agent, error) {
 type running struct {
 	g     *errgroup.Group
 	fatal context.Context // done when a component failed; context.Cause says which
+	fail  context.CancelCauseFunc
 
-	admin     *http.Server
-	stopProxy context.CancelFunc // drains, then closes open connections
-	stopBase  context.CancelFunc // health checks
+	// base outlives every component until the last step of shutdown; the frontends' contexts derive from it.
+	base      context.Context
+	stopBase  context.CancelFunc
 	stopVIP   context.CancelFunc // VIP manager and metadata publisher
-	proxyDone chan struct{}
+	admin     *http.Server
 	vipDone   chan struct{}
 	clusterUp bool
-	fail      context.CancelCauseFunc
+}
+
+// run starts fn in the agent's group; an error it returns fails the agent (Run shuts down).
+func (rt *running) run(fn func() error) {
+	rt.g.Go(func() error {
+		err := fn()
+		if err != nil {
+			rt.fail(err)
+		}
+		return err
+	})
 }
 
 // Run starts every component and blocks until ctx is done (SIGTERM), `vipd leave` is called, or a component
-// fails. It then shuts down in the order docs/ARCHITECTURE.md gives (release the VIP, hand leadership on and
-// leave, drain the proxy, stop checks and the admin API). It returns nil after a clean shutdown.
+// fails; meanwhile it applies reloads. It then shuts down in the order docs/ARCHITECTURE.md gives (release
+// the VIP, hand leadership on and leave, drain the proxies, stop checks and the admin API). It returns nil
+// after a clean shutdown.
 func (a *Agent) Run(ctx context.Context) error {
 	if a.opts.DryRun {
 		return errors.New("a dry-run agent cannot run: build it without Options.DryRun")
@@ -151,21 +186,43 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var leaveReply chan error
-	select {
-	case <-ctx.Done():
-		a.log.Info("signal received: releasing the VIP, leaving the cluster, draining connections")
-	case leaveReply = <-a.leaveReq:
-		a.log.Info("leave requested: releasing the VIP, leaving the cluster, draining connections")
-	case <-rt.fatal.Done():
-		a.log.Error("shutting down after a failure", "err", context.Cause(rt.fatal))
+	for {
+		select {
+		case <-ctx.Done():
+			a.log.Info("signal received: releasing the VIP, leaving the cluster, draining connections")
+			return a.shutdown(rt, nil)
+		case leaveReply := <-a.leaveReq:
+			a.log.Info("leave requested: releasing the VIP, leaving the cluster, draining connections")
+			return a.shutdown(rt, leaveReply)
+		case <-rt.fatal.Done():
+			a.log.Error("shutting down after a failure", "err", context.Cause(rt.fatal))
+			return a.shutdown(rt, nil)
+		case reply := <-a.reloadReq:
+			reply <- a.reload(rt)
+		}
 	}
-	return a.shutdown(rt, leaveReply)
 }
 
-// start binds the listeners (so a port in use fails the start before anything runs), then starts the proxy,
-// health checks, admin API, cluster and VIP manager. Components run on contexts of their own, not on the
-// errgroup's: a failure only signals rt.fatal, and shutdown still stops them one by one in order.
+// Reload re-reads the configuration and applies it to the running agent (SIGHUP, `vipd reload`): entirely, or
+// not at all with an error that says why. It returns when the reload is done, or ctx ends first.
+func (a *Agent) Reload(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case a.reloadReq <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// start binds every listener (so a port in use fails the start before anything runs), then starts the
+// frontends, the admin API, the cluster and the VIP manager. Components run on contexts of their own, not on
+// the errgroup's: a failure only signals rt.fatal, and shutdown still stops them one by one in order.
 func (a *Agent) start(ctx context.Context) (*running, error) {
 	if a.cfg.Nice != 0 {
 		if err := sched.SetNice(a.cfg.Nice); err != nil {
@@ -173,63 +230,45 @@ func (a *Agent) start(ctx context.Context) (*running, error) {
 				"nice", a.cfg.Nice, "err", err)
 		}
 	}
-	var ln net.Listener
-	if a.fe != nil {
-		l, err := a.fe.proxy.Listen(ctx, a.fe.listen) // keepalive set once, inherited by accepted sockets
-		if err != nil {
-			return nil, fmt.Errorf("-listen %s: %w", a.fe.listen, err)
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
 		}
-		ln = l
-		a.proxyAddr = ln.Addr()
+	}
+	for _, fe := range a.frontends {
+		ln, err := fe.listen(ctx)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		lns = append(lns, ln)
 	}
 	adminLn, err := net.Listen("tcp", a.cfg.HTTPAddr)
 	if err != nil {
-		if ln != nil {
-			ln.Close()
-		}
+		closeAll()
 		return nil, fmt.Errorf("-http-addr %s: %w", a.cfg.HTTPAddr, err)
+	}
+	if len(lns) > 0 {
+		a.proxyAddr = lns[0].Addr()
 	}
 	a.adminAddr = adminLn.Addr()
 	close(a.ready)
-	a.log.Info("vipd agent starting", "version", a.opts.Version, "listen", a.cfg.Listen, "backends", a.cfg.Backends,
+	a.log.Info("vipd agent starting", "version", a.opts.Version, "frontends", len(a.frontends),
 		"cluster", a.cfg.ClusterEnabled(), "vips", a.cfg.VIPs, "admin", adminLn.Addr().String())
 
 	fatal, fail := context.WithCancelCause(context.Background())
-	g := new(errgroup.Group)
-	rt := &running{g: g, fatal: fatal, fail: fail, proxyDone: make(chan struct{}), vipDone: make(chan struct{})}
-	// run starts fn in the group; an error it returns fails the agent.
-	run := func(fn func() error) {
-		g.Go(func() error {
-			err := fn()
-			if err != nil {
-				fail(err)
-			}
-			return err
-		})
-	}
+	rt := &running{g: new(errgroup.Group), fatal: fatal, fail: fail, vipDone: make(chan struct{})}
+	rt.base, rt.stopBase = context.WithCancel(context.WithoutCancel(ctx))
+	vipCtx, stopVIP := context.WithCancel(rt.base)
+	rt.stopVIP = stopVIP
 
-	base, stopBase := context.WithCancel(context.WithoutCancel(ctx))
-	proxyCtx, stopProxy := context.WithCancel(base)
-	vipCtx, stopVIP := context.WithCancel(base)
-	rt.stopBase, rt.stopProxy, rt.stopVIP = stopBase, stopProxy, stopVIP
-
-	if a.fe != nil {
-		run(func() error { a.fe.monitor.Run(base); return nil })
-		a.fe.node.SetListenerUp(true)
-		run(func() error {
-			defer close(rt.proxyDone)
-			if err := a.fe.proxy.Serve(proxyCtx, ln); err != nil {
-				a.fe.node.SetListenerUp(false)
-				return fmt.Errorf("proxy on %s: %w", a.fe.listen, err)
-			}
-			return nil
-		})
-	} else {
-		close(rt.proxyDone)
+	for i, fe := range a.frontends {
+		a.launch(rt, fe, lns[i])
 	}
 	a.warnAdminExposure()
 	rt.admin = a.newAdminServer()
-	run(func() error {
+	rt.run(func() error {
 		if err := rt.admin.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("admin API on %s: %w", a.cfg.HTTPAddr, err)
 		}
@@ -237,19 +276,19 @@ func (a *Agent) start(ctx context.Context) (*running, error) {
 	})
 
 	if a.cluster != nil {
-		if err := a.cluster.Start(base); err != nil {
+		if err := a.cluster.Start(rt.base); err != nil {
 			fail(fmt.Errorf("start cluster: %w", err))
 			close(rt.vipDone)
 			return rt, nil
 		}
 		rt.clusterUp = true
-		run(func() error { a.publishMeta(vipCtx); return nil })
+		rt.run(func() error { a.publishMeta(vipCtx); return nil })
 	}
 	if a.vip == nil || a.cluster == nil {
 		close(rt.vipDone)
 		return rt, nil
 	}
-	run(func() error {
+	rt.run(func() error {
 		defer close(rt.vipDone)
 		if err := a.vip.Run(vipCtx); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("vip: %w", err)
@@ -284,9 +323,14 @@ func (a *Agent) shutdown(rt *running, leaveReply chan error) error {
 	} else if leaveReply != nil {
 		leaveReply <- nil
 	}
-	// 3. Drain open connections.
-	rt.stopProxy()
-	<-rt.proxyDone
+	// 3. Drain open connections: every frontend at once, each for up to -drain-timeout.
+	fes := a.frontendList()
+	for _, fe := range fes {
+		fe.stopProxy()
+	}
+	for _, fe := range fes {
+		<-fe.served
+	}
 	// 4. Stop the health checks and the admin API.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	_ = rt.admin.Shutdown(shutdownCtx)
@@ -310,9 +354,10 @@ func (a *Agent) shutdown(rt *running, leaveReply chan error) error {
 // Summary describes what the agent will run, one line per part, for `vipd validate`.
 func (a *Agent) Summary() []string {
 	var out []string
-	if a.fe != nil {
-		out = append(out, fmt.Sprintf("frontend %s: listen %s, %d backends", a.fe.name, a.fe.listen, len(a.fe.monitor.Backends())))
-	} else {
+	for _, fe := range a.frontendList() {
+		out = append(out, fmt.Sprintf("frontend %s: listen %s, %d backends, %s check", fe.spec.name, fe.spec.listen, len(fe.spec.backends), fe.spec.check.Type))
+	}
+	if a.cfg.Witness {
 		out = append(out, "witness: votes in Raft, no proxy, never holds the VIP")
 	}
 	switch {

@@ -183,8 +183,8 @@ func TestProxyOnlyAgentServesAndReportsHealth(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &br); code != 200 || err != nil {
 		t.Fatalf("/v1/backends: %d %v %s", code, err, body)
 	}
-	if len(br.Backends) != 2 || br.Backends[0].State != "healthy" || br.Backends[0].Total == 0 {
-		t.Errorf("/v1/backends = %+v", br.Backends)
+	if len(br.Frontends) != 1 || len(br.Frontends[0].Backends) != 2 || br.Frontends[0].Backends[0].State != "healthy" || br.Frontends[0].Backends[0].Total == 0 {
+		t.Errorf("/v1/backends = %+v", br.Frontends)
 	}
 	_, metrics := get(t, admin+"/metrics")
 	for _, want := range []string{"vipd_proxy_connections_total", "vipd_backend_health_state", "vipd_backend_check_duration_seconds"} {

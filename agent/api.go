@@ -28,6 +28,8 @@ func (a *Agent) routes() http.Handler {
 	mux.Handle("GET /v1/status", a.guardRead(a.handleStatus))
 	mux.Handle("POST /v1/leave", a.guardWrite(a.handleLeave))
 	mux.Handle("POST /v1/force-leave", a.guardWrite(a.handleForceLeave))
+	mux.Handle("POST /v1/reload", a.guardWrite(a.handleReload))
+	mux.Handle("POST /v1/backends/drain", a.guardWrite(a.handleDrain))
 	return mux
 }
 
@@ -40,41 +42,84 @@ func (a *Agent) handleLivez(w http.ResponseWriter, _ *http.Request) {
 // handleReadyz answers 200 when this node can serve: listener up and at least -min-healthy backends healthy
 // (a readiness probe, like Envoy's /ready), 503 with the reason otherwise. /healthz is the same.
 func (a *Agent) handleReadyz(w http.ResponseWriter, _ *http.Request) {
-	if a.fe == nil {
+	if a.node == nil {
 		fmt.Fprintln(w, "ok (witness)")
 		return
 	}
-	st := a.fe.node.Status()
+	st := a.node.Status()
 	if !st.Healthy {
 		http.Error(w, "unhealthy: "+st.Reason, http.StatusServiceUnavailable)
 		return
 	}
-	fmt.Fprintf(w, "ok: %d/%d backends healthy\n", st.HealthyBackends, st.TotalBackends)
+	fmt.Fprintf(w, "ok: %d/%d frontends healthy, %d/%d backends healthy\n", st.HealthyFrontends, st.TotalFrontends, st.HealthyBackends, st.TotalBackends)
 }
 
+// handleBackends reports every frontend with its backends as the health checks and the proxy see them.
 func (a *Agent) handleBackends(w http.ResponseWriter, _ *http.Request) {
-	resp := BackendsResponse{Backends: []BackendInfo{}}
-	if a.fe == nil {
-		writeJSON(w, resp)
-		return
+	resp := BackendsResponse{Frontends: []FrontendInfo{}}
+	health := map[string]bool{}
+	if a.node != nil {
+		for _, f := range a.node.Status().Frontends {
+			health[f.Name] = f.Healthy
+		}
 	}
-	stats := map[string]proxy.BackendStats{}
-	for _, s := range a.fe.proxy.Stats() {
-		stats[s.Addr] = s
-	}
-	for _, b := range a.fe.monitor.Backends() {
-		resp.Backends = append(resp.Backends, BackendInfo{
-			Addr:       b.Addr,
-			State:      b.State.String(),
-			LastCheck:  b.LastCheck,
-			LastError:  b.LastError,
-			LatencyMS:  float64(b.Latency) / float64(time.Millisecond),
-			Active:     stats[b.Addr].Active,
-			Total:      stats[b.Addr].Total,
-			StateSince: b.Since,
-		})
+	for _, fe := range a.frontendList() {
+		stats := map[string]proxy.BackendStats{}
+		for _, s := range fe.proxy.Stats() {
+			stats[s.Addr] = s
+		}
+		fi := FrontendInfo{Name: fe.spec.name, Listen: fe.spec.listen, Healthy: health[fe.spec.name], Backends: []BackendInfo{}}
+		for _, b := range fe.monitor.Backends() {
+			fi.Backends = append(fi.Backends, BackendInfo{
+				Addr:       b.Addr,
+				State:      b.State.String(),
+				Weight:     b.Weight,
+				Drained:    b.Drained,
+				LastCheck:  b.LastCheck,
+				LastError:  b.LastError,
+				LatencyMS:  float64(b.Latency) / float64(time.Millisecond),
+				Active:     stats[b.Addr].Active,
+				Total:      stats[b.Addr].Total,
+				StateSince: b.Since,
+			})
+		}
+		resp.Frontends = append(resp.Frontends, fi)
 	}
 	writeJSON(w, resp)
+}
+
+// handleDrain takes one backend of one frontend out of service, or puts it back (`vipd backend drain|enable`).
+func (a *Agent) handleDrain(w http.ResponseWriter, r *http.Request) {
+	var req DrainRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	for _, fe := range a.frontendList() {
+		if fe.spec.name != req.Frontend {
+			continue
+		}
+		if err := fe.monitor.SetDrain(req.Backend, req.Drain); err != nil {
+			http.Error(w, fmt.Sprintf("frontend %s: %v", req.Frontend, err), http.StatusNotFound)
+			return
+		}
+		verb := "enabled"
+		if req.Drain {
+			verb = "drained"
+		}
+		a.log.Info("backend "+verb+" by the operator", "frontend", req.Frontend, "backend", req.Backend)
+		fmt.Fprintf(w, "%s %s of frontend %s\n", verb, req.Backend, req.Frontend)
+		return
+	}
+	http.Error(w, fmt.Sprintf("no frontend %q", req.Frontend), http.StatusNotFound)
+}
+
+// handleReload re-reads the configuration (as SIGHUP does) and answers with the outcome.
+func (a *Agent) handleReload(w http.ResponseWriter, r *http.Request) {
+	if err := a.Reload(r.Context()); err != nil {
+		http.Error(w, "reload refused, nothing changed: "+err.Error(), http.StatusConflict)
+		return
+	}
+	fmt.Fprintln(w, "reloaded")
 }
 
 func (a *Agent) handleMembers(w http.ResponseWriter, _ *http.Request) {
@@ -188,8 +233,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // nodeStatus is this node's health; a witness has none and reports why.
 func (a *Agent) nodeStatus() health.NodeStatus {
-	if a.fe == nil {
+	if a.node == nil {
 		return health.NodeStatus{Reason: "witness: no proxy"}
 	}
-	return a.fe.node.Status()
+	return a.node.Status()
 }

@@ -62,9 +62,9 @@ func (a *Agent) guardWrite(h http.HandlerFunc) http.Handler {
 			http.Error(w, "Content-Type must be application/json", http.StatusUnsupportedMediaType)
 			return
 		}
-		if a.adminToken != "" {
+		if token := a.token(); token != "" {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.adminToken)) != 1 {
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="vipd"`)
 				http.Error(w, "missing or wrong bearer token (give the CLI -http-token-file)", http.StatusUnauthorized)
 				return
@@ -129,9 +129,17 @@ func readTokenFile(path string) (string, error) {
 func (a *Agent) warnAdminExposure() {
 	switch {
 	case a.adminLoopback:
-	case a.adminToken == "":
+	case a.token() == "":
 		a.log.Warn(fmt.Sprintf("admin API listens on %s beyond loopback: anyone who reaches it can read the cluster's state, and changes (leave, force-leave, keyring) are refused until you give -http-token-file", a.cfg.HTTPAddr))
 	default:
 		a.log.Warn(fmt.Sprintf("admin API listens on %s beyond loopback: reads are open to whoever reaches it; changes need the bearer token of -http-token-file", a.cfg.HTTPAddr))
 	}
+}
+
+// token is the admin API's bearer token in force ("" = none); a reload may replace it.
+func (a *Agent) token() string {
+	if t := a.adminToken.Load(); t != nil {
+		return *t
+	}
+	return ""
 }

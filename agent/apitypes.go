@@ -54,8 +54,16 @@ type StatusResponse struct {
 	Problem string `json:"problem,omitempty"`
 }
 
-// BackendsResponse is the body of GET /v1/backends.
+// BackendsResponse is the body of GET /v1/backends: every frontend with its backends.
 type BackendsResponse struct {
+	Frontends []FrontendInfo `json:"frontends"`
+}
+
+// FrontendInfo is one frontend of /v1/backends.
+type FrontendInfo struct {
+	Name     string        `json:"name"`
+	Listen   string        `json:"listen"`
+	Healthy  bool          `json:"healthy"`
 	Backends []BackendInfo `json:"backends"`
 }
 
@@ -63,6 +71,8 @@ type BackendsResponse struct {
 type BackendInfo struct {
 	Addr       string    `json:"addr"`
 	State      string    `json:"state"`
+	Weight     int       `json:"weight"`
+	Drained    bool      `json:"drained,omitempty"`
 	LastCheck  time.Time `json:"last_check"`
 	LastError  string    `json:"last_error,omitempty"`
 	LatencyMS  float64   `json:"latency_ms"`
@@ -75,4 +85,12 @@ type BackendInfo struct {
 type ForceLeaveRequest struct {
 	// Node is the failed node to remove from Raft.
 	Node string `json:"node"`
+}
+
+// DrainRequest is the body of POST /v1/backends/drain (`vipd backend drain|enable FRONTEND ADDR`).
+type DrainRequest struct {
+	Frontend string `json:"frontend"`
+	Backend  string `json:"backend"`
+	// Drain true takes the backend out of service, false puts it back.
+	Drain bool `json:"drain"`
 }

@@ -6,66 +6,11 @@ import (
 	"net/netip"
 
 	"github.com/vipd/vipd/cluster"
-	"github.com/vipd/vipd/health"
-	"github.com/vipd/vipd/proxy"
 	"github.com/vipd/vipd/vip"
 )
 
 // Building the components is the one validation path: each constructor validates its own configuration and
 // starts nothing, and flagError names the flag. New, `vipd validate` and reload all come through here.
-
-// frontend is one listener: its backends, their health checks and the proxy between them.
-type frontend struct {
-	name    string
-	listen  string
-	monitor *health.Monitor
-	node    *health.Node
-	proxy   *proxy.Proxy
-}
-
-func (a *Agent) buildFrontend(s frontendSpec) (*frontend, error) {
-	cfg := a.cfg
-	checker, err := health.NewChecker(s.check)
-	if err != nil {
-		return nil, settingError(err, s.fieldName)
-	}
-	backends := make([]string, len(s.backends))
-	for i, b := range s.backends {
-		backends[i] = b.Addr
-	}
-	mon, err := health.NewMonitor(health.Config{
-		Interval:   s.interval,
-		Timeout:    s.timeout,
-		Rise:       s.rise,
-		Fall:       s.fall,
-		MinHealthy: s.minHealthy,
-		Checker:    checker,
-		Logger:     a.log.With("component", "health", "frontend", s.name),
-		Metrics:    health.NewMetrics(a.reg),
-	}, backends)
-	if err != nil {
-		return nil, settingError(err, s.fieldName)
-	}
-	balance, err := proxy.ParseBalance(s.balance)
-	if err != nil {
-		return nil, settingError(err, s.fieldName)
-	}
-	p, err := proxy.New(proxy.Config{
-		Balance:      balance,
-		DialTimeout:  cfg.DialTimeout,
-		IdleTimeout:  cfg.IdleTimeout,
-		KeepAlive:    cfg.KeepAlive,
-		DrainTimeout: cfg.DrainTimeout,
-		MaxConns:     cfg.MaxConns,
-		Retries:      cfg.Retries,
-		Logger:       a.log.With("component", "proxy", "frontend", s.name),
-		Metrics:      proxy.NewMetrics(a.reg),
-	}, mon)
-	if err != nil {
-		return nil, settingError(err, s.fieldName)
-	}
-	return &frontend{name: s.name, listen: s.listen, monitor: mon, node: health.NewNode(mon), proxy: p}, nil
-}
 
 func (a *Agent) buildCluster() error {
 	cfg := a.cfg
@@ -114,7 +59,8 @@ func (a *Agent) buildVIP() error {
 		}
 		a.vips = append(a.vips, p)
 	}
-	kernel, err := a.vipKernel()
+	metrics := vip.NewMetrics(a.reg) // shared by the Manager and the kernel's ARP/NDP responder
+	kernel, err := a.vipKernel(metrics)
 	if err != nil {
 		return err
 	}
@@ -123,20 +69,18 @@ func (a *Agent) buildVIP() error {
 		heartbeat = cluster.DefaultHeartbeat
 	}
 	m, err := vip.NewManager(vip.Config{
-		VIPs:           a.vips,
-		GARPRefresh:    cfg.GARPRefresh,
-		Announce:       cfg.GARP,
-		BurstCount:     5,
-		Witness:        cfg.Witness,
-		Priority:       cfg.Priority,
-		PreemptDelay:   cfg.PreemptDelay,
-		OnAcquire:      cfg.OnAcquire,
-		OnRelease:      cfg.OnRelease,
-		HookTimeout:    cfg.HookTimeout,
-		VerifyInterval: heartbeat / 3, // three confirmations per window, so one slow round does not mute ARP
-		AnswerWindow:   heartbeat,     // no follower may be elected sooner after a confirmation
-		Logger:         a.log.With("component", "vip"),
-		Metrics:        vip.NewMetrics(a.reg),
+		VIPs:          a.vips,
+		RaftHeartbeat: heartbeat, // vip derives its verification interval and answer window from it
+		GARPRefresh:   cfg.GARPRefresh,
+		Announce:      cfg.GARP,
+		Witness:       cfg.Witness,
+		Priority:      cfg.Priority,
+		PreemptDelay:  cfg.PreemptDelay,
+		OnAcquire:     cfg.OnAcquire.vip(),
+		OnRelease:     cfg.OnRelease.vip(),
+		HookTimeout:   cfg.HookTimeout,
+		Logger:        a.log.With("component", "vip"),
+		Metrics:       metrics,
 	}, vip.NewClusterLeadership(a.cluster, cfg.Node), a.healthSource(), kernel)
 	if err != nil {
 		if a.closeKernel != nil {
@@ -150,7 +94,7 @@ func (a *Agent) buildVIP() error {
 
 // vipKernel is the VIP's kernel side: the test's fake, nothing for a witness, a checked stand-in for a dry run,
 // or the real netlink and raw sockets on the announcing interface.
-func (a *Agent) vipKernel() (vip.Kernel, error) {
+func (a *Agent) vipKernel(metrics *vip.Metrics) (vip.Kernel, error) {
 	if a.opts.Kernel != nil || a.cfg.Witness {
 		return a.opts.Kernel, nil
 	}
@@ -164,7 +108,7 @@ func (a *Agent) vipKernel() (vip.Kernel, error) {
 		}
 		return dryRunKernel{}, nil
 	}
-	k, err := vip.NewLinuxKernel(iface, a.log.With("component", "vip"))
+	k, err := vip.NewLinuxKernel(iface, a.log.With("component", "vip"), vip.WithKernelMetrics(metrics))
 	if err != nil {
 		return nil, flagError(err, vipFlags)
 	}

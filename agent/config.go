@@ -15,37 +15,39 @@ import (
 
 // Config is everything `vipd agent` can be told, by flag or by the -config YAML file. The yaml keys are the
 // flag names, so an operator moves a setting between the command line and the file without translating it.
+// Settings tagged reload:"live" change on SIGHUP / `vipd reload`; a reload that changes any other one is
+// refused (see reload.go).
 type Config struct {
 	// Proxy.
-	Listen       string        `yaml:"listen"`
-	Backends     []string      `yaml:"backend"`
-	Balance      string        `yaml:"balance"`
-	DialTimeout  time.Duration `yaml:"dial-timeout"`
-	IdleTimeout  time.Duration `yaml:"idle-timeout"`
-	KeepAlive    time.Duration `yaml:"keepalive"`
-	MaxConns     int           `yaml:"max-conns"`
-	Retries      int           `yaml:"retries"`
-	DrainTimeout time.Duration `yaml:"drain-timeout"`
+	Listen       string        `yaml:"listen" reload:"live"`
+	Backends     []string      `yaml:"backend" reload:"live"`
+	Balance      string        `yaml:"balance" reload:"live"`
+	DialTimeout  time.Duration `yaml:"dial-timeout" reload:"live"`
+	IdleTimeout  time.Duration `yaml:"idle-timeout" reload:"live"`
+	KeepAlive    time.Duration `yaml:"keepalive" reload:"live"`
+	MaxConns     int           `yaml:"max-conns" reload:"live"`
+	Retries      int           `yaml:"retries" reload:"live"`
+	DrainTimeout time.Duration `yaml:"drain-timeout" reload:"live"`
 
 	// Health checks.
-	Check         string        `yaml:"check"`
-	CheckPath     string        `yaml:"check-path"`
-	CheckInterval time.Duration `yaml:"check-interval"`
-	CheckTimeout  time.Duration `yaml:"check-timeout"`
-	Rise          int           `yaml:"rise"`
-	Fall          int           `yaml:"fall"`
-	CheckCAFile   string        `yaml:"check-ca-file"`
-	CheckCertFile string        `yaml:"check-cert-file"`
-	CheckKeyFile  string        `yaml:"check-key-file"`
-	CheckInsecure bool          `yaml:"check-insecure-skip-verify"`
-	MinHealthy    int           `yaml:"min-healthy"`
+	Check         string        `yaml:"check" reload:"live"`
+	CheckPath     string        `yaml:"check-path" reload:"live"`
+	CheckInterval time.Duration `yaml:"check-interval" reload:"live"`
+	CheckTimeout  time.Duration `yaml:"check-timeout" reload:"live"`
+	Rise          int           `yaml:"rise" reload:"live"`
+	Fall          int           `yaml:"fall" reload:"live"`
+	CheckCAFile   string        `yaml:"check-ca-file" reload:"live"`
+	CheckCertFile string        `yaml:"check-cert-file" reload:"live"`
+	CheckKeyFile  string        `yaml:"check-key-file" reload:"live"`
+	CheckInsecure bool          `yaml:"check-insecure-skip-verify" reload:"live"`
+	MinHealthy    int           `yaml:"min-healthy" reload:"live"`
 	HTTPAddr      string        `yaml:"http-addr"`
-	HTTPTokenFile string        `yaml:"http-token-file"`
-	LogLevel      string        `yaml:"log-level"`
+	HTTPTokenFile string        `yaml:"http-token-file" reload:"live"`
+	LogLevel      string        `yaml:"log-level" reload:"live"`
 	LogFormat     string        `yaml:"log-format"`
-	Nice          int           `yaml:"nice"`
+	Nice          int           `yaml:"nice" reload:"live"`
 	// Frontends, from the -config file only, replaces -listen/-backend with several named frontends.
-	Frontends     []FrontendConfig `yaml:"frontends"`
+	Frontends     []FrontendConfig `yaml:"frontends" reload:"live"`
 	ClusterConfig `yaml:",inline"`
 	VIPConfig     `yaml:",inline"`
 }
@@ -78,9 +80,9 @@ type VIPConfig struct {
 	Priority     int           `yaml:"priority"`
 	PreemptDelay time.Duration `yaml:"preempt-delay"`
 	Witness      bool          `yaml:"witness"`
-	OnAcquire    string        `yaml:"on-acquire"`
-	OnRelease    string        `yaml:"on-release"`
-	HookTimeout  time.Duration `yaml:"hook-timeout"`
+	OnAcquire    HookCommand   `yaml:"on-acquire" reload:"live"`
+	OnRelease    HookCommand   `yaml:"on-release" reload:"live"`
+	HookTimeout  time.Duration `yaml:"hook-timeout" reload:"live"`
 }
 
 // Default returns the settings `vipd agent` uses for everything not given. The health-check defaults are

@@ -40,7 +40,7 @@ var (
 	vipFlags = map[string]string{
 		"VIPs": "vip", "GARPRefresh": "garp-refresh", "PreemptDelay": "preempt-delay", "HookTimeout": "hook-timeout",
 		"OnAcquire": "on-acquire", "OnRelease": "on-release", "Priority": "priority", "Witness": "witness",
-		"Announce": "garp", "Interface": "interface",
+		"Announce": "garp", "Interface": "interface", "RaftHeartbeat": "raft-heartbeat",
 	}
 )
 

@@ -15,10 +15,10 @@ import (
 // healthSource is what gates VIP leadership: this node's own health, or for a witness a node that is never
 // healthy, so leadership is always handed on.
 func (a *Agent) healthSource() vip.HealthSource {
-	if a.fe == nil {
+	if a.node == nil {
 		return witnessHealth{}
 	}
-	return nodeHealth{a.fe.node}
+	return nodeHealth{a.node}
 }
 
 // nodeHealth feeds this node's own health into the VIP manager's gate.
@@ -62,17 +62,22 @@ func (a *Agent) handOver(ctx context.Context) {
 // publishMeta keeps this node's gossip metadata (health, VIP held) level with reality, so peers choose a
 // healthy leader and `vipd members` is true on every node.
 func (a *Agent) publishMeta(ctx context.Context) {
-	var healthCh <-chan struct{}
-	if a.fe != nil {
-		ch, cancel := a.fe.node.Subscribe()
+	var healthCh, vipCh <-chan struct{}
+	if a.node != nil {
+		ch, cancel := a.node.Subscribe()
 		defer cancel()
 		healthCh = ch
 	}
-	ticker := time.NewTicker(250 * time.Millisecond)
-	defer ticker.Stop()
+	if a.vip != nil {
+		ch, cancel := a.vip.Subscribe()
+		defer cancel()
+		vipCh = ch
+	}
 	// Republish unchanged metadata now and then: memberlist drops an update whose broadcast times out, and
 	// peers would then show a stale VIP holder until the next change.
 	const republish = 2 * time.Second
+	ticker := time.NewTicker(republish)
+	defer ticker.Stop()
 	var last cluster.Meta
 	var lastAt time.Time
 	for {
@@ -89,6 +94,7 @@ func (a *Agent) publishMeta(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-healthCh:
+		case <-vipCh:
 		case <-ticker.C:
 		}
 	}
@@ -96,8 +102,8 @@ func (a *Agent) publishMeta(ctx context.Context) {
 
 func (a *Agent) localMeta() cluster.Meta {
 	m := cluster.Meta{Witness: a.cfg.Witness, Priority: a.cfg.Priority}
-	if a.fe != nil {
-		st := a.fe.node.Status()
+	if a.node != nil {
+		st := a.node.Status()
 		m.Healthy, m.ListenerUp = st.Healthy, st.ListenerUp
 		m.HealthyBackends, m.TotalBackends = st.HealthyBackends, st.TotalBackends
 	}

@@ -63,9 +63,9 @@ type Cluster struct {
 	admit   *admissions
 	refused *rateLog   // refused Raft connections and RPCs
 	keyOpMu sync.Mutex // one keyring operation at a time on the leader
-	// verifyMu: VerifyLeader holds it shared from asking raft until raft answered; Shutdown takes it
-	// exclusively before stopping raft, so no VerifyLeader future is left unanswered (and its goroutine
-	// stuck) by a shutdown.
+	// verifyMu: VerifyLeader holds it shared from asking raft until raft answered; Shutdown holds it
+	// exclusively while raft stops, so no VerifyLeader future is left unanswered (and its goroutine stuck)
+	// by a shutdown.
 	verifyMu   sync.RWMutex
 	foreign    atomic.Pointer[foreignPeer] // last node refused for another cluster ID
 	foreignLog refusals
@@ -300,12 +300,15 @@ func (c *Cluster) Shutdown() error {
 		return nil
 	}
 	c.stopOnce.Do(func() {
-		c.verifyMu.Lock() // waits for VerifyLeader calls raft has yet to answer
 		c.stopped.Store(true)
-		c.verifyMu.Unlock()
 		c.cancel()
 		var errs []error
-		if err := r.Shutdown().Error(); err != nil {
+		// No VerifyLeader may be under way while raft stops (see VerifyLeader): this waits for the
+		// verifications raft has yet to answer, and later ones see stopped.
+		c.verifyMu.Lock()
+		err := r.Shutdown().Error()
+		c.verifyMu.Unlock()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
 		}
 		// Only now may the NotifyCh reader stop: raft blocks on NotifyCh until its shutdown.

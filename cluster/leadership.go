@@ -123,6 +123,11 @@ func (c *Cluster) Barrier(ctx context.Context) error {
 // VerifyLeader checks with a quorum that this node is still leader. It returns promptly on a follower and
 // within the lease timeout on a leader that lost its quorum; it returns ctx.Err() as soon as ctx ends,
 // leaving raft to finish the check in the background (Shutdown waits for that, so nothing outlives it).
+//
+// raft v1.8.0 never answers a verification queued while it shuts down (its verify future has no shutdown
+// channel, and after shutdown VerifyLeader queues one half of the time), so none may be under way then:
+// the goroutine waiting for raft's answer holds verifyMu shared, Shutdown stops raft holding it exclusively,
+// and a VerifyLeader after Shutdown is refused.
 func (c *Cluster) VerifyLeader(ctx context.Context) error {
 	r := c.rft.Load()
 	if r == nil {

@@ -59,16 +59,6 @@ func TestExamplesValidate(t *testing.T) {
 				cfg.text = encryptLine.ReplaceAllString(cfg.text, "")
 			}
 			out, err := cfg.validate(t, vipd, cfg.text)
-			if err != nil && strings.Contains(out, "several frontends are not supported yet") {
-				// The agent starts one frontend until multi-frontend support lands: validate each alone.
-				t.Logf("this vipd runs one frontend only: validating %s's frontends one by one", file)
-				for i, one := range splitFrontends(t, cfg.text) {
-					if out, err := cfg.validate(t, vipd, one); err != nil {
-						t.Fatalf("frontend %d of %s: vipd validate: %v\n%s", i, file, err, out)
-					}
-				}
-				return
-			}
 			if err != nil {
 				t.Fatalf("vipd validate -config %s: %v\n%s", file, err, out)
 			}
@@ -302,37 +292,6 @@ func (p *prepared) validate(t *testing.T, vipd, text string) (string, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNET}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
-}
-
-// splitFrontends returns one copy of the configuration per entry of its frontends: list.
-func splitFrontends(t *testing.T, text string) []string {
-	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
-		t.Fatal(err)
-	}
-	root := doc.Content[0]
-	var list *yaml.Node
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		if root.Content[i].Value == "frontends" {
-			list = root.Content[i+1]
-		}
-	}
-	if list == nil || len(list.Content) < 2 {
-		t.Fatal("told that several frontends are not supported, but the file has fewer than two")
-	}
-	all := list.Content
-	var out []string
-	for _, fe := range all {
-		list.Content = []*yaml.Node{fe}
-		b, err := yaml.Marshal(&doc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, string(b))
-	}
-	list.Content = all
-	return out
 }
 
 // testCA returns a self-signed CA certificate in PEM, as a cluster CA file would hold.

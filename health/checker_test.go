@@ -260,7 +260,7 @@ func TestMonitorRealTCP(t *testing.T) {
 	live, dead := ln.Addr().String(), closedPort(t)
 
 	m, err := NewMonitor(Config{Interval: 20 * time.Millisecond, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 2,
-		Checker: NewTCPChecker()}, []string{dead, live})
+		Checker: NewTCPChecker()}, BackendList(dead, live))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package health
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -14,6 +15,41 @@ import (
 // ErrInvalidConfig is wrapped by every validation error of this package. The errors are *fielderr.Error
 // values naming the Config (or CheckConfig) field at fault; the agent renders the flag name.
 var ErrInvalidConfig = errors.New("invalid health check configuration")
+
+// Weight bounds of a Backend. Weight 0 means "not set" and is taken as DefaultWeight, so a list built from
+// plain addresses (BackendList) and a YAML entry without `weight:` behave alike.
+const (
+	DefaultWeight = 1
+	MaxWeight     = 256
+)
+
+// Backend is one upstream of a Monitor: an address and its share of new connections.
+//
+// Weight is a static share of new connections relative to the other backends (1..MaxWeight; 0 means
+// DefaultWeight). Round robin sends a backend of weight 3 three connections for every one to a backend of
+// weight 1, interleaved (see Monitor.Healthy); least-conn uses it only to break ties. Taking a backend out of
+// service for maintenance is not a weight: it is a runtime state, see Monitor.SetDrain.
+type Backend struct {
+	Addr   string
+	Weight int
+}
+
+// BackendList returns addrs as Backends of the default weight: the list of the -backend flag.
+func BackendList(addrs ...string) []Backend {
+	out := make([]Backend, len(addrs))
+	for i, a := range addrs {
+		out[i] = Backend{Addr: a}
+	}
+	return out
+}
+
+// weight returns b's effective weight.
+func (b Backend) weight() int {
+	if b.Weight == 0 {
+		return DefaultWeight
+	}
+	return b.Weight
+}
 
 // Config configures a Monitor.
 type Config struct {
@@ -34,16 +70,17 @@ type Config struct {
 	MinHealthy int
 	// Checker probes each backend. Required.
 	Checker Checker
-	// Logger receives one line per state change; nil discards.
+	// Logger receives one line per state change; nil discards. Fixed at NewMonitor (Update ignores it).
 	Logger *slog.Logger
-	// Metrics records states, transitions and checks; nil records nothing.
+	// Metrics records states, transitions and checks, usually a frontend's view (Metrics.Frontend); nil
+	// records nothing. Fixed at NewMonitor (Update ignores it).
 	Metrics *Metrics
-	// Clock drives the probe schedule; nil means the wall clock.
+	// Clock drives the probe schedule; nil means the wall clock. Fixed at NewMonitor (Update ignores it).
 	Clock Clock
 	// FirstDelay picks each backend's delay before its first check, given
 	// the exclusive upper bound min(Interval, 1s); results outside
 	// [0, limit) are clamped. nil means uniformly random, so backends are
-	// not probed in lock-step. Tests set it to be deterministic.
+	// not probed in lock-step. Tests set it to be deterministic. Fixed at NewMonitor (Update ignores it).
 	FirstDelay func(limit time.Duration) time.Duration
 }
 
@@ -51,8 +88,9 @@ func invalid(field, format string, args ...any) error {
 	return fielderr.New(ErrInvalidConfig, field, format, args...)
 }
 
-// validate checks cfg and backends, naming the field at fault ("Backends" for the list).
-func validate(cfg Config, backends []string) error {
+// validate checks cfg and backends, naming the field at fault ("Backends" for the list, "Backends[i].Weight"
+// for one weight).
+func validate(cfg Config, backends []Backend) error {
 	switch {
 	case cfg.Interval <= 0:
 		return invalid("Interval", "must be greater than 0, got %s: e.g. 2s", cfg.Interval)
@@ -70,14 +108,18 @@ func validate(cfg Config, backends []string) error {
 		return invalid("MinHealthy", "must be between 0 and the number of backends (%d), got %d", len(backends), cfg.MinHealthy)
 	}
 	seen := make(map[string]bool, len(backends))
-	for _, b := range backends {
-		if err := ValidateAddr(b); err != nil {
+	for i, b := range backends {
+		if err := ValidateAddr(b.Addr); err != nil {
 			return invalid("Backends", "%v", err)
 		}
-		if seen[b] {
-			return invalid("Backends", "%s is listed twice: list each backend once", b)
+		if seen[b.Addr] {
+			return invalid("Backends", "%s is listed twice: list each backend once", b.Addr)
 		}
-		seen[b] = true
+		seen[b.Addr] = true
+		if b.Weight < 0 || b.Weight > MaxWeight {
+			return invalid(fmt.Sprintf("Backends[%d].Weight", i), "weight %d of %s is out of range 1-%d (0 or unset means %d)",
+				b.Weight, b.Addr, MaxWeight, DefaultWeight)
+		}
 	}
 	return nil
 }

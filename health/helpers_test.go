@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/vipd/vipd/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -17,13 +19,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // waitFor polls cond until it is true or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.WaitFor(t, timeout, "condition", cond)
 }
 
 // fakeClock is a manually advanced Clock.

@@ -2,6 +2,7 @@ package health
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -38,9 +39,14 @@ func gather(t *testing.T, reg *prometheus.Registry) []map[string]float64 {
 	return out
 }
 
+// labelString renders the labels sorted; a label with an empty value is left out, since Prometheus treats
+// it as absent (the view NewMetrics returns records frontend="").
 func labelString(pairs []*dto.LabelPair) string {
 	var parts []string
 	for _, p := range pairs {
+		if p.GetValue() == "" {
+			continue
+		}
 		parts = append(parts, fmt.Sprintf("%s=%q", p.GetName(), p.GetValue()))
 	}
 	sort.Strings(parts)
@@ -59,3 +65,36 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name, backend string) fl
 	t.Fatalf("metric %s not found", key)
 	return 0
 }
+
+// lookup returns the value of the flattened key (as gather spells it) and whether it is exported.
+func lookup(t *testing.T, reg *prometheus.Registry, key string) (float64, bool) {
+	t.Helper()
+	for _, m := range gather(t, reg) {
+		if v, ok := m[key]; ok {
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// scalar returns the value of the flattened key, failing if it is not exported.
+func scalar(t *testing.T, reg *prometheus.Registry, key string) float64 {
+	t.Helper()
+	v, ok := lookup(t, reg, key)
+	if !ok {
+		t.Fatalf("metric %s not found", key)
+	}
+	return v
+}
+
+// regexpGone matches any series of the backend gone:1.
+var regexpGone = regexp.MustCompile(`backend="gone:1"`)
+
+// gaugeKey returns the value of the flattened key, failing if absent.
+func gaugeKey(t *testing.T, reg *prometheus.Registry, key string) float64 {
+	t.Helper()
+	return scalar(t, reg, key)
+}
+
+// regexpKonn matches any series of the frontend konn.
+var regexpKonn = regexp.MustCompile(`frontend="konn"`)

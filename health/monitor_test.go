@@ -29,6 +29,12 @@ type harness struct {
 // cfg.FirstDelay says otherwise.
 func startMonitor(t *testing.T, cfg Config, backends ...string) *harness {
 	t.Helper()
+	return startMonitorWeighted(t, cfg, BackendList(backends...)...)
+}
+
+// startMonitorWeighted is startMonitor with weights.
+func startMonitorWeighted(t *testing.T, cfg Config, backends ...Backend) *harness {
+	t.Helper()
 	h := &harness{t: t, clock: newFakeClock(), checker: newFakeChecker(), logs: newRecordHandler(t), n: len(backends)}
 	if cfg.Interval == 0 {
 		cfg.Interval = testInterval
@@ -215,7 +221,7 @@ func TestMonitorDefaultFirstDelayIsRandomAndBounded(t *testing.T) {
 	}
 	clock := newFakeClock()
 	m, err := NewMonitor(Config{Interval: 5 * time.Second, Timeout: time.Second, Rise: 1, Fall: 1,
-		Checker: newFakeChecker(), Clock: clock}, backends)
+		Checker: newFakeChecker(), Clock: clock}, BackendList(backends...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +335,7 @@ func TestMonitorShutdownDuringCheckIsNotAFailure(t *testing.T) {
 	clock, checker := newFakeClock(), newFakeChecker()
 	checker.setBlock("a:1", true)
 	m, err := NewMonitor(Config{Interval: time.Second, Timeout: time.Hour, Rise: 1, Fall: 1,
-		Checker: checker, Clock: clock, FirstDelay: func(time.Duration) time.Duration { return 0 }}, []string{"a:1"})
+		Checker: checker, Clock: clock, FirstDelay: func(time.Duration) time.Duration { return 0 }}, BackendList("a:1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +402,7 @@ func TestNewMonitorValidation(t *testing.T) {
 			if backends == nil {
 				backends = []string{"a:1"}
 			}
-			m, err := NewMonitor(cfg, backends)
+			m, err := NewMonitor(cfg, BackendList(backends...))
 			if err == nil || m != nil {
 				t.Fatalf("NewMonitor = %v, %v; want error", m, err)
 			}
@@ -408,7 +414,7 @@ func TestNewMonitorValidation(t *testing.T) {
 			}
 		})
 	}
-	if _, err := NewMonitor(ok, []string{"a:1", "b:1"}); err != nil {
+	if _, err := NewMonitor(ok, BackendList("a:1", "b:1")); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
 }

@@ -2,60 +2,157 @@ package health
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
+
+	"github.com/vipd/vipd/internal/notify"
 )
 
-// NodeStatus is this node's own health: whether it is fit to receive the
-// VIP's traffic. It is comparable, so a change is detected with !=.
-type NodeStatus struct {
-	// Healthy is ListenerUp && HealthyBackends >= the Node's minimum.
+// FrontendStatus is the health of one frontend (a listener and the Monitor of its backends).
+type FrontendStatus struct {
+	Name string `json:"name"`
+	// Healthy is ListenerUp && HealthyBackends >= MinHealthy.
 	Healthy    bool `json:"healthy"`
 	ListenerUp bool `json:"listener_up"`
-	// HealthyBackends and TotalBackends count the Monitor's backends.
+	// HealthyBackends counts the backends that may take new connections: healthy and not drained. A drained
+	// backend does not count, since this node would not send it a connection.
 	HealthyBackends int `json:"healthy_backends"`
 	TotalBackends   int `json:"total_backends"`
-	// Reason says why, for /healthz and logs, e.g. "listener down" or
-	// "1 of 3 backends healthy, need 2".
+	DrainedBackends int `json:"drained_backends"`
+	// MinHealthy is the Monitor's Config.MinHealthy, 0 taken as 1.
+	MinHealthy int `json:"min_healthy"`
+	// Reason says why, e.g. "listener down" or "1 of 3 backends healthy, need 2".
 	Reason string `json:"reason"`
 }
 
-// Node is this node's own health: its listener is up and at least
-// minHealthy backends are healthy. The cluster uses it to keep the VIP only
-// on a node that can actually serve.
+// NodeStatus is this node's own health: whether it is fit to receive the VIP's traffic.
 //
-// Node has no goroutine and no Run: NewNode registers a callback with the
-// Monitor, which calls it synchronously after every backend state change,
-// and SetListenerUp recomputes directly. So Status is always current and
-// subscribers are signalled exactly when the NodeStatus value changes. All
-// methods are safe for concurrent use.
-type Node struct {
-	m          *Monitor
-	minHealthy int
-
-	mu         sync.Mutex // guards the fields below
-	listenerUp bool
-	last       NodeStatus // last status subscribers were told about
-	subs       map[uint64]chan struct{}
-	nextSub    uint64
+// Healthy means every frontend is healthy. A node with some frontends down is not Healthy, but it is not
+// worthless either: it still serves the others. Ranking two nodes is by HealthyFrontends (HealthierThan):
+// the VIP should move only to a peer that is strictly healthier, so a leader with one of two frontends down
+// hands the VIP to a peer with both up, but keeps it rather than hand it to a peer that also has one down
+// (the move would only cost every open connection) or to one with none up. A node with no frontend
+// (a witness) is never Healthy.
+type NodeStatus struct {
+	Healthy          bool `json:"healthy"`
+	HealthyFrontends int  `json:"healthy_frontends"`
+	TotalFrontends   int  `json:"total_frontends"`
+	// ListenerUp is true when every frontend's listener is up (false with no frontend).
+	ListenerUp bool `json:"listener_up"`
+	// HealthyBackends and TotalBackends are summed over the frontends (see FrontendStatus).
+	HealthyBackends int `json:"healthy_backends"`
+	TotalBackends   int `json:"total_backends"`
+	// Frontends is the detail, sorted by name.
+	Frontends []FrontendStatus `json:"frontends"`
+	// Reason is one line for /healthz and logs, e.g.
+	// "1 of 2 frontends healthy | api: listener up, 3 of 3 backends healthy, need 1 | konnectivity: listener down".
+	Reason string `json:"reason"`
 }
 
-// NewNode returns the health of a node proxying to m's backends, healthy with
-// at least m's Config.MinHealthy healthy backends (validated by NewMonitor; 0
-// is taken as 1: a node with no healthy backend is never healthy). The
-// listener starts down (call SetListenerUp once it listens).
-func NewNode(m *Monitor) *Node {
-	n := &Node{m: m, minHealthy: max(m.cfg.MinHealthy, 1), subs: make(map[uint64]chan struct{})}
+// Equal reports whether s and o are the same status, frontend detail included.
+func (s NodeStatus) Equal(o NodeStatus) bool {
+	return s.Healthy == o.Healthy && s.HealthyFrontends == o.HealthyFrontends && s.TotalFrontends == o.TotalFrontends &&
+		s.ListenerUp == o.ListenerUp && s.HealthyBackends == o.HealthyBackends && s.TotalBackends == o.TotalBackends &&
+		s.Reason == o.Reason && slices.Equal(s.Frontends, o.Frontends)
+}
+
+// HealthierThan reports whether a node in status s is strictly healthier than one in status o: it has more
+// healthy frontends. Only such a peer should take the VIP from a leader in status o.
+func (s NodeStatus) HealthierThan(o NodeStatus) bool { return s.HealthyFrontends > o.HealthyFrontends }
+
+// Node is this node's own health over its frontends, which can be added, replaced and removed at run time
+// (reload). Each frontend is healthy when its listener is up and its Monitor has at least MinHealthy
+// backends that may take connections; the node is healthy when every frontend is.
+//
+// Node has no goroutine and no Run: SetFrontend registers a callback with the Monitor, which calls it
+// synchronously after every change, and the setters recompute directly. So Status is always current and
+// subscribers are signalled exactly when the NodeStatus changes. All methods are safe for concurrent use.
+type Node struct {
+	metrics *Metrics
+
+	mu   sync.Mutex // guards fes and last
+	fes  map[string]*nodeFrontend
+	last NodeStatus // last status subscribers were told about
+
+	changed notify.Signal
+}
+
+// nodeFrontend is one frontend as Node follows it.
+type nodeFrontend struct {
+	m          *Monitor
+	listenerUp bool
+	unhook     func() // stops following m
+}
+
+// NodeOption configures a Node.
+type NodeOption func(*Node)
+
+// WithMetrics makes the Node publish vipd_node_healthy and vipd_frontend_healthy{frontend} on m (the
+// agent's Metrics from NewMetrics, or any view of it).
+func WithMetrics(m *Metrics) NodeOption { return func(n *Node) { n.metrics = m } }
+
+// NewNode returns the health of a node with no frontend yet (not healthy: nothing to serve). Add frontends
+// with SetFrontend. A witness has none.
+func NewNode(opts ...NodeOption) *Node {
+	n := &Node{fes: make(map[string]*nodeFrontend)}
+	for _, o := range opts {
+		o(n)
+	}
 	n.last = n.computeLocked()
-	m.onChange(n.recompute)
+	n.metrics.setNode(n.last)
 	return n
 }
 
-// SetListenerUp records whether the proxy's listener is accepting.
-func (n *Node) SetListenerUp(up bool) {
+// SetFrontend makes the Node follow frontend name, whose backends m (non-nil) checks. For a new name the
+// listener starts down (call SetListenerUp once it listens); for a name already set, m replaces its Monitor
+// and the listener state is kept.
+func (n *Node) SetFrontend(name string, m *Monitor) {
 	n.mu.Lock()
-	n.listenerUp = up
+	fe, ok := n.fes[name]
+	if ok && fe.m == m {
+		n.mu.Unlock()
+		return
+	}
+	if !ok {
+		fe = &nodeFrontend{}
+		n.fes[name] = fe
+	} else {
+		fe.unhook()
+	}
+	fe.m = m
+	fe.unhook = m.onChange(n.recompute)
 	n.mu.Unlock()
 	n.recompute()
+}
+
+// RemoveFrontend stops following frontend name (a no-op for an unknown name) and deletes its metric series.
+func (n *Node) RemoveFrontend(name string) {
+	n.mu.Lock()
+	fe, ok := n.fes[name]
+	if ok {
+		fe.unhook()
+		delete(n.fes, name)
+		n.metrics.deleteFrontend(name)
+	}
+	n.mu.Unlock()
+	if ok {
+		n.recompute()
+	}
+}
+
+// SetListenerUp records whether frontend name's listener is accepting. An unknown name is ignored: set the
+// frontend first.
+func (n *Node) SetListenerUp(name string, up bool) {
+	n.mu.Lock()
+	fe, ok := n.fes[name]
+	if ok {
+		fe.listenerUp = up
+	}
+	n.mu.Unlock()
+	if ok {
+		n.recompute()
+	}
 }
 
 // Status returns the node's current health.
@@ -68,62 +165,78 @@ func (n *Node) Status() NodeStatus {
 // Subscribe returns a cap-1 channel signalled (without blocking) whenever
 // Status changes, and a func that ends the subscription; subscribers re-read
 // Status. The channel is never closed.
-func (n *Node) Subscribe() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	n.mu.Lock()
-	id := n.nextSub
-	n.nextSub++
-	n.subs[id] = ch
-	n.mu.Unlock()
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			n.mu.Lock()
-			delete(n.subs, id)
-			n.mu.Unlock()
-		})
-	}
-}
+func (n *Node) Subscribe() (<-chan struct{}, func()) { return n.changed.Subscribe() }
 
 // recompute signals subscribers if the status differs from the last one
-// they were told about. It reads the Monitor's latest snapshot, so when
+// they were told about. It reads the Monitors' latest snapshots, so when
 // changes race, the last call to run still sees the final state.
 func (n *Node) recompute() {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	s := n.computeLocked()
-	if s == n.last {
+	if s.Equal(n.last) {
+		n.mu.Unlock()
 		return
 	}
 	n.last = s
-	for _, ch := range n.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
+	n.metrics.setNode(s) // under mu, so the gauges follow the order of the changes
+	n.mu.Unlock()
+	n.changed.Notify()
 }
 
-// computeLocked derives the status from the listener flag and the Monitor's
-// healthy snapshot. n.mu must be held.
+// computeLocked derives the status from the listener flags and the Monitors' snapshots. n.mu must be held.
 func (n *Node) computeLocked() NodeStatus {
-	s := NodeStatus{
-		ListenerUp:      n.listenerUp,
-		HealthyBackends: len(n.m.Healthy()),
-		TotalBackends:   n.m.total(),
+	s := NodeStatus{TotalFrontends: len(n.fes), ListenerUp: len(n.fes) > 0, Frontends: make([]FrontendStatus, 0, len(n.fes))}
+	for name, fe := range n.fes {
+		f := frontendStatus(name, fe.listenerUp, fe.m.summary())
+		s.Frontends = append(s.Frontends, f)
+		if f.Healthy {
+			s.HealthyFrontends++
+		}
+		s.ListenerUp = s.ListenerUp && f.ListenerUp
+		s.HealthyBackends += f.HealthyBackends
+		s.TotalBackends += f.TotalBackends
 	}
-	enough := s.HealthyBackends >= n.minHealthy
-	s.Healthy = s.ListenerUp && enough
-	backends := fmt.Sprintf("%d of %d backends healthy, need %d", s.HealthyBackends, s.TotalBackends, n.minHealthy)
-	switch {
-	case s.Healthy:
-		s.Reason = "listener up, " + backends
-	case !s.ListenerUp && !enough:
-		s.Reason = "listener down; " + backends
-	case !s.ListenerUp:
-		s.Reason = "listener down"
-	default:
-		s.Reason = backends
+	slices.SortFunc(s.Frontends, func(a, b FrontendStatus) int { return strings.Compare(a.Name, b.Name) })
+	s.Healthy = s.TotalFrontends > 0 && s.HealthyFrontends == s.TotalFrontends
+	if s.TotalFrontends == 0 {
+		s.Reason = "no frontend: nothing to serve"
+		return s
 	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d frontends healthy", s.HealthyFrontends, s.TotalFrontends)
+	for _, f := range s.Frontends {
+		fmt.Fprintf(&b, " | %s: %s", f.Name, f.Reason)
+	}
+	s.Reason = b.String()
 	return s
+}
+
+// frontendStatus is one frontend's health from its listener flag and its Monitor's view.
+func frontendStatus(name string, listenerUp bool, v view) FrontendStatus {
+	f := FrontendStatus{
+		Name:            name,
+		ListenerUp:      listenerUp,
+		HealthyBackends: v.serving,
+		TotalBackends:   v.total,
+		DrainedBackends: v.drained,
+		MinHealthy:      v.minHealthy,
+	}
+	enough := f.HealthyBackends >= f.MinHealthy
+	f.Healthy = f.ListenerUp && enough
+	backends := fmt.Sprintf("%d of %d backends healthy, need %d", f.HealthyBackends, f.TotalBackends, f.MinHealthy)
+	if f.DrainedBackends > 0 {
+		backends = fmt.Sprintf("%d of %d backends healthy and not drained (%d drained), need %d",
+			f.HealthyBackends, f.TotalBackends, f.DrainedBackends, f.MinHealthy)
+	}
+	switch {
+	case f.Healthy:
+		f.Reason = "listener up, " + backends
+	case !f.ListenerUp && !enough:
+		f.Reason = "listener down; " + backends
+	case !f.ListenerUp:
+		f.Reason = "listener down"
+	default:
+		f.Reason = backends
+	}
+	return f
 }

@@ -66,3 +66,11 @@ func (t *Tracker) Observe(ok bool) (State, bool) {
 	t.successes, t.failures = 0, 0
 	return next, true
 }
+
+// SetThresholds changes rise and fall (below 1 taken as 1) and keeps the state and the running counts: a
+// reload that changes them does not make a backend healthy or unhealthy by itself; the next observation is
+// judged by the new thresholds (so an unhealthy backend with 2 successes and rise lowered from 3 to 2 turns
+// healthy on its next success).
+func (t *Tracker) SetThresholds(rise, fall int) {
+	t.rise, t.fall = max(rise, 1), max(fall, 1)
+}

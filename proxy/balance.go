@@ -8,24 +8,29 @@ type loads interface {
 	active(addr string) int64
 }
 
-// balancer picks one backend index per dial attempt. It is safe for concurrent use.
+// balancer picks one backend index per dial attempt. It is safe for concurrent use. The mode is passed per
+// pick, so SetConfig switches it for the next connection without touching the cursor.
 type balancer struct {
-	mode Balance
 	next atomic.Uint64 // round-robin cursor, also the LeastConn tie-breaker
 }
 
-// pick returns the index in addrs of the backend to try next, skipping the indexes already tried for this
+// pick returns the index in addrs of the backend to try next, skipping the backends already tried for this
 // connection, or -1 when every backend was tried. addrs must be non-empty for a result other than -1.
+//
+// addrs may list a backend several times: health.Monitor's Healthy is a weighted sequence (a backend of
+// weight 3 appears three times, spread out). RoundRobin walks it with the cursor, so each backend gets its
+// weighted share; LeastConn sees a backend's entries at the same load, so weight breaks ties in proportion.
+// A retry skips every entry of a backend already tried, by address.
 //
 // RoundRobin takes the cursor's backend on a first attempt and walks
 // on from the last backend tried on a retry (without moving the cursor); LeastConn takes the least loaded
 // untried backend, rotating among ties. Either way a dead backend costs a connection at most one attempt.
-func (b *balancer) pick(addrs []string, tried []int, l loads) int {
+func (b *balancer) pick(mode Balance, addrs []string, tried []int, l loads) int {
 	n := len(addrs)
 	if n == 0 || len(tried) >= n {
 		return -1
 	}
-	if b.mode == LeastConn {
+	if mode == LeastConn {
 		return leastLoaded(addrs, tried, l, b.next.Add(1)-1)
 	}
 	var start int
@@ -35,7 +40,7 @@ func (b *balancer) pick(addrs []string, tried []int, l loads) int {
 		start = (tried[len(tried)-1] + 1) % n
 	}
 	for k := range n {
-		if i := (start + k) % n; !contains(tried, i) {
+		if i := (start + k) % n; !wasTried(addrs, tried, i) {
 			return i
 		}
 	}
@@ -45,7 +50,7 @@ func (b *balancer) pick(addrs []string, tried []int, l loads) int {
 // leastLoaded returns the untried index with the fewest active connections; among equals it takes the
 // (cursor mod ties)-th, so ties rotate evenly.
 func leastLoaded(addrs []string, tried []int, l loads, cursor uint64) int {
-	var buf [16]int64
+	var buf [64]int64
 	load := buf[:0]
 	if len(addrs) > len(buf) {
 		load = make([]int64, 0, len(addrs))
@@ -53,7 +58,7 @@ func leastLoaded(addrs []string, tried []int, l loads, cursor uint64) int {
 	best, ties := int64(-1), uint64(0)
 	for i, a := range addrs {
 		v := int64(-1)
-		if !contains(tried, i) {
+		if !wasTried(addrs, tried, i) {
 			v = l.active(a)
 			switch {
 			case best < 0 || v < best:
@@ -79,9 +84,12 @@ func leastLoaded(addrs []string, tried []int, l loads, cursor uint64) int {
 	return -1
 }
 
-func contains(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
+// wasTried reports whether the backend at addrs[i] was tried already: its index, or another entry of the same
+// address (a weighted sequence repeats addresses). Strings of one snapshot share their bytes, so the
+// comparison of a repeated address is a pointer and length check.
+func wasTried(addrs []string, tried []int, i int) bool {
+	for _, t := range tried {
+		if t == i || addrs[t] == addrs[i] {
 			return true
 		}
 	}

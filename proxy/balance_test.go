@@ -11,11 +11,11 @@ type fakeLoads map[string]int64
 func (f fakeLoads) active(addr string) int64 { return f[addr] }
 
 func TestBalancerRoundRobin(t *testing.T) {
-	b := &balancer{mode: RoundRobin}
+	b := &balancer{}
 	addrs := []string{"a", "b", "c"}
 	var got []int
 	for range 6 {
-		got = append(got, b.pick(addrs, nil, nil))
+		got = append(got, b.pick(RoundRobin, addrs, nil, nil))
 	}
 	want := []int{0, 1, 2, 0, 1, 2}
 	for i := range want {
@@ -42,8 +42,8 @@ func TestBalancerRetrySkipsTried(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := &balancer{mode: tt.mode}
-			if got := b.pick([]string{"a", "b", "c"}, tt.tried, tt.loads); got != tt.want {
+			b := &balancer{}
+			if got := b.pick(tt.mode, []string{"a", "b", "c"}, tt.tried, tt.loads); got != tt.want {
 				t.Fatalf("pick = %d, want %d", got, tt.want)
 			}
 		})
@@ -62,10 +62,10 @@ func TestBalancerLeastConn(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := &balancer{mode: LeastConn}
+			b := &balancer{}
 			got := map[int]int{}
 			for range 6 {
-				got[b.pick([]string{"a", "b", "c"}, nil, tt.loads)]++
+				got[b.pick(LeastConn, []string{"a", "b", "c"}, nil, tt.loads)]++
 			}
 			if len(got) != len(tt.want) {
 				t.Fatalf("picks %v, want %v", got, tt.want)
@@ -81,7 +81,7 @@ func TestBalancerLeastConn(t *testing.T) {
 
 func TestBalancerEmpty(t *testing.T) {
 	b := &balancer{}
-	if got := b.pick(nil, nil, nil); got != -1 {
+	if got := b.pick(RoundRobin, nil, nil, nil); got != -1 {
 		t.Fatalf("pick on no backends = %d, want -1", got)
 	}
 }
@@ -123,8 +123,8 @@ func TestNewValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.cfg.DialTimeout != DefaultDialTimeout || p.cfg.KeepAlive != DefaultKeepAlive || p.cfg.DrainTimeout != DefaultDrainTimeout {
-		t.Fatalf("defaults not applied: %+v", p.cfg)
+	if cfg := p.config(); cfg.DialTimeout != DefaultDialTimeout || cfg.KeepAlive != DefaultKeepAlive || cfg.DrainTimeout != DefaultDrainTimeout {
+		t.Fatalf("defaults not applied: %+v", cfg.Config)
 	}
 }
 

@@ -29,6 +29,7 @@ type conn struct {
 
 	closed  atomic.Bool // both sockets closed (once)
 	touched atomic.Bool // bytes moved since the idle sweeper last looked
+	start   int64       // unix nanos of the dial's start, for the duration histogram; 0 without metrics
 
 	// Guarded by server.mu.
 	lastSeen   int64 // unix nanos when the sweeper last saw activity

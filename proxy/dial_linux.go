@@ -56,7 +56,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 // connect are raw non-blocking calls; the socket becomes an *os.File (registered with the Go poller) only to
 // wait for a connect still in progress and, later, for the pumps. It skips what the proxy never uses from a
 // net.Conn: the getsockname/getpeername of its addresses, resolver and dial bookkeeping, and their garbage.
-func connectRaw(ctx context.Context, sa *sockaddr, keepAlive, timeout time.Duration) (*os.File, error) {
+// When local is not nil it receives the connected socket's local address (one raw getsockname, for the loop
+// guard).
+func connectRaw(ctx context.Context, sa *sockaddr, keepAlive, timeout time.Duration, local *netip.AddrPort) (*os.File, error) {
 	fd, err := unix.Socket(sa.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socket: %w", err)
@@ -86,12 +88,14 @@ func connectRaw(ctx context.Context, sa *sockaddr, keepAlive, timeout time.Durat
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "backend")
-	if !inProgress {
-		return f, nil
+	if inProgress {
+		if err := waitConnected(ctx, f, sa, timeout); err != nil {
+			_ = f.Close()
+			return nil, err
+		}
 	}
-	if err := waitConnected(ctx, f, sa, timeout); err != nil {
-		_ = f.Close()
-		return nil, err
+	if local != nil {
+		*local = rawGetsockname(fd) // fd is still f's: nothing else can close it before we return
 	}
 	return f, nil
 }

@@ -8,5 +8,14 @@
 // an idle proxied connection costs exactly its two sockets. Its downstream direction waits in an epoll set
 // the server owns instead of on a goroutine of its own, so it also parks one goroutine, not two.
 //
+// A Proxy changes at run time, as a reload needs: SetConfig applies a new configuration to the next
+// connection, CloseBackend lets a removed backend's connections finish for a grace period and then closes
+// them, touching no other. Trouble of this node's own — a dial or accept failing with EMFILE, ENFILE,
+// ENOBUFS, ENOMEM or EADDRNOTAVAIL — is never blamed on a backend: the client is refused at once, the error
+// is counted and logged at most once a minute. A dial to one of the proxy's own listening addresses is
+// refused, so a misconfigured backend list cannot make a connection loop through the proxy. Metrics are
+// registered once per agent (NewMetrics) and labelled per frontend (Metrics.Frontend); DefaultMaxConns
+// sizes MaxConns from RLIMIT_NOFILE.
+//
 // The package is Linux-only (splice, pipe2).
 package proxy

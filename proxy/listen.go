@@ -11,14 +11,23 @@ import (
 )
 
 // listener marks a listening socket made by Proxy.Listen: accepted sockets inherit its keepalive options
-// and TCP_NODELAY from the kernel, so Serve does not set them again per connection.
-type listener struct{ *net.TCPListener }
+// and TCP_NODELAY from the kernel, so Serve does not set them again per connection (unless SetConfig has
+// changed KeepAlive since: keepAlive is what the listening socket passes on).
+type listener struct {
+	*net.TCPListener
+	keepAlive time.Duration
+}
 
 // Listen opens a TCP listener on address for Serve. Serve works with any TCP listener, but on one from
 // Listen the keepalive options are set once on the listening socket (accepted sockets inherit them)
 // instead of with three or four setsockopt calls on every accepted connection.
+//
+// Listen does not check address against the backends: they change at run time, and only the agent knows
+// every frontend, so refusing a configuration whose backend is one of its own listen addresses is the
+// agent's job. The proxy's own backstop is at dial time (see loop.go): once Serve runs on the listener, a
+// dial to its address is refused, so a loop cannot form even through a host name.
 func (p *Proxy) Listen(ctx context.Context, address string) (net.Listener, error) {
-	ka := p.cfg.KeepAlive
+	ka := p.config().KeepAlive
 	lc := net.ListenConfig{
 		KeepAlive: -1, // Go must not set its own per-connection defaults; the listener's are inherited
 		Control: func(_, _ string, rc syscall.RawConn) error {
@@ -39,7 +48,7 @@ func (p *Proxy) Listen(ctx context.Context, address string) (net.Listener, error
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", address, err)
 	}
-	return listener{ln.(*net.TCPListener)}, nil
+	return listener{ln.(*net.TCPListener), ka}, nil
 }
 
 // setKeepAlive enables keepalive probes after ka of silence, every ka (ka < 0: disabled).

@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vipd/vipd/internal/notify"
 )
 
 // Backends is the proxy's view of the upstream pool. *health.Monitor satisfies it.
@@ -39,23 +43,32 @@ const (
 )
 
 // Proxy is an L4 TCP proxy over a dynamic set of healthy backends. Create it with New and run it with
-// Serve; its methods are safe for concurrent use.
+// Serve; its methods are safe for concurrent use. Its configuration can change while it serves (SetConfig),
+// and the connections of a backend removed by a reload can be closed after a grace period (CloseBackend).
 type Proxy struct {
-	cfg      Config
 	log      *slog.Logger
+	metrics  *Metrics
+	set      atomic.Pointer[settings] // the configuration in force
 	backends Backends
 	bal      balancer
 	table    *table
 	pipes    *pipePool
 	chunk    int // bytes asked per splice into a pipe
-	dialer   net.Dialer
 	conns    sync.Pool
 
 	open             atomic.Int64 // connections accepted and not yet released or refused
 	outage           atomic.Bool  // "no healthy backend" was logged and no dial succeeded since
 	refusedNoBackend atomic.Uint64
 	refusedMaxConns  atomic.Uint64
+	refusedLocal     atomic.Uint64
 	serving          atomic.Int32
+
+	acceptLog, dialLog, loopLog *rateLog                         // at most one line a minute each
+	configChanged               notify.Signal                    // SetConfig ran: idle sweepers re-read IdleTimeout
+	listens                     atomic.Pointer[[]netip.AddrPort] // listening addresses of running Serve calls (loop guard)
+
+	mu      sync.Mutex // guards servers and writes of listens
+	servers map[*server]struct{}
 
 	hooks testHooks // nil funcs outside tests
 }
@@ -79,24 +92,25 @@ func New(cfg Config, b Backends) (*Proxy, error) {
 	}
 	cfg = cfg.withDefaults()
 	p := &Proxy{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		backends: b,
-		bal:      balancer{mode: cfg.Balance},
-		table:    newTable(cfg.Metrics),
-		pipes:    newPipePool(keepPipes, 0), // 0: keep the kernel's default size, pipeSize
-		chunk:    pipeSize,
-		dialer:   net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: cfg.KeepAlive},
+		log:       cfg.Logger,
+		metrics:   cfg.Metrics,
+		backends:  b,
+		table:     newTable(cfg.Metrics),
+		pipes:     newPipePool(keepPipes, 0), // 0: keep the kernel's default size, pipeSize
+		chunk:     pipeSize,
+		acceptLog: newRateLog(localErrorLogInterval),
+		dialLog:   newRateLog(localErrorLogInterval),
+		loopLog:   newRateLog(localErrorLogInterval),
+		servers:   make(map[*server]struct{}),
 	}
-	if cfg.KeepAlive > 0 {
-		// Idle and interval alike, probe count left at the system default: 3 setsockopt calls, not 4.
-		p.dialer.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: cfg.KeepAlive, Interval: cfg.KeepAlive, Count: -1}
-	}
+	p.set.Store(p.newSettings(cfg))
+	p.listens.Store(&[]netip.AddrPort{})
 	p.conns.New = func() any { return newConn() }
 	return p, nil
 }
 
-// Stats returns the counters of every backend this proxy has dialed, sorted by address.
+// Stats returns the counters of every backend this proxy has dialed, sorted by address. A backend passed to
+// CloseBackend is no longer listed.
 func (p *Proxy) Stats() []BackendStats { return p.table.stats() }
 
 // Counters returns proxy-wide counters.
@@ -105,30 +119,40 @@ func (p *Proxy) Counters() Counters {
 		Active:           p.open.Load(),
 		RefusedNoBackend: p.refusedNoBackend.Load(),
 		RefusedMaxConns:  p.refusedMaxConns.Load(),
+		RefusedLocal:     p.refusedLocal.Load(),
 	}
 }
 
 // dial connects to a healthy backend, retrying on the next ones after a failure. The chosen backend's
-// active count is already incremented on success.
-func (p *Proxy) dial(ctx context.Context) (socket, *backend, error) {
+// active count is already incremented on success. A failure for a local reason (errLocal) ends the
+// attempts at once and blames no backend; a backend that is this proxy itself (errLoop) is skipped without
+// blame.
+func (p *Proxy) dial(ctx context.Context, set *settings) (socket, *backend, error) {
 	addrs := p.backends.Healthy()
 	if len(addrs) == 0 {
 		return nil, nil, errNoHealthy
 	}
-	attempts := 1 + p.cfg.retries(len(addrs))
+	attempts := 1 + set.retries(len(addrs))
 	var triedBuf [8]int
 	tried := triedBuf[:0]
 	var lastErr error
 	for range attempts {
-		i := p.bal.pick(addrs, tried, p.table)
+		i := p.bal.pick(set.Balance, addrs, tried, p.table)
 		if i < 0 {
 			break
 		}
 		tried = append(tried, i)
 		be := p.table.get(addrs[i])
 		be.activeN.Add(1) // count it before dialing so concurrent LeastConn picks see it
-		c, err := p.connect(ctx, be)
+		var start time.Time
+		if be.m.dialDuration != nil {
+			start = time.Now()
+		}
+		c, err := p.connect(ctx, set, be)
 		if err == nil {
+			if be.m.dialDuration != nil {
+				observe(be.m.dialDuration, time.Since(start))
+			}
 			be.total.Add(1)
 			inc(be.m.conns)
 			gaugeAdd(be.m.active, 1)
@@ -137,6 +161,15 @@ func (p *Proxy) dial(ctx context.Context) (socket, *backend, error) {
 		be.activeN.Add(-1)
 		if ctx.Err() != nil {
 			return nil, nil, fmt.Errorf("dial %s: %w", be.addr, ctx.Err())
+		}
+		if errno, ok := localErrno(err); ok {
+			p.localError(opDial, errno, err, "backend", be.addr)
+			return nil, nil, fmt.Errorf("%w: %w", errLocal, err)
+		}
+		if errors.Is(err, errLoop) {
+			p.loopRefused(be, err)
+			lastErr = err
+			continue
 		}
 		be.dialErrors.Add(1)
 		inc(be.m.dialErrors)
@@ -147,30 +180,65 @@ func (p *Proxy) dial(ctx context.Context) (socket, *backend, error) {
 	return nil, nil, fmt.Errorf("%w (%d tried): %w", errAllDialsFailed, len(tried), lastErr)
 }
 
-// connect opens one connection to be: raw for an IP literal, through net.Dialer for a name.
-func (p *Proxy) connect(ctx context.Context, be *backend) (socket, error) {
+// connect opens one connection to be: raw for an IP literal, through the settings' net.Dialer for a name.
+// Either way the loop guard runs first, and after the connect when only the socket's address can tell.
+func (p *Proxy) connect(ctx context.Context, set *settings, be *backend) (socket, error) {
 	if be.hasSA {
-		f, err := connectRaw(ctx, &be.sa, p.cfg.KeepAlive, p.cfg.DialTimeout)
+		verdict, err := p.checkLoopBefore(be)
+		if err != nil {
+			return nil, err
+		}
+		var local netip.AddrPort
+		var wantLocal *netip.AddrPort
+		if verdict == checkAfter {
+			wantLocal = &local
+		}
+		f, err := connectRaw(ctx, &be.sa, set.KeepAlive, set.DialTimeout, wantLocal)
 		if err != nil {
 			return nil, fmt.Errorf("dial %s: %w", be.addr, err)
 		}
+		if verdict == checkAfter {
+			if err := p.checkLoopAfter(be, local, be.ap); err != nil {
+				reset(f)
+				return nil, err
+			}
+		}
 		return f, nil
 	}
-	c, err := p.dialer.DialContext(ctx, "tcp", be.addr)
+	c, err := set.dialer.DialContext(ctx, "tcp", be.addr)
 	if err != nil {
 		return nil, err
 	}
-	return c.(*net.TCPConn), nil
+	tc := c.(*net.TCPConn)
+	if dst, ok := addrPortOf(tc.RemoteAddr()); ok {
+		if v, _ := p.loopBefore(dst); v == checkAfter {
+			local, _ := addrPortOf(tc.LocalAddr()) // cached by net: no syscall
+			if err := p.checkLoopAfter(be, local, dst); err != nil {
+				reset(tc)
+				return nil, err
+			}
+		}
+	}
+	return tc, nil
 }
 
 // noBackend refuses client after dial found no backend, logging once per outage.
 func (p *Proxy) noBackend(client socket, err error) {
 	p.refusedNoBackend.Add(1)
-	p.cfg.Metrics.refusedInc(reasonNoBackend)
+	p.metrics.refusedInc(reasonNoBackend)
 	if !p.outage.Swap(true) {
 		p.log.Warn("no healthy backend: resetting new connections until one is reachable", "err", err)
 	}
 	p.log.Debug("connection refused", "client", peer{client}, "err", err)
+	reset(client)
+}
+
+// refuseLocal refuses client at once (RST) after a dial failed for a local reason (counted and logged by
+// dial).
+func (p *Proxy) refuseLocal(client socket, err error) {
+	p.refusedLocal.Add(1)
+	p.metrics.refusedInc(reasonLocalError)
+	p.log.Debug("connection refused: local resource error", "client", peer{client}, "err", err)
 	reset(client)
 }
 
@@ -184,14 +252,14 @@ func (p *Proxy) backendReachable(be *backend) {
 // tuneAccepted sets on an accepted socket what it did not inherit from the listener: the configured
 // keepalive (a Listen listener passes it on) and TCP_NODELAY (net.TCPListener.Accept sets it; a raw accept
 // from a listener not made by Listen does not). Small replies must not wait for an ACK (Nagle).
-func (p *Proxy) tuneAccepted(c socket, keepAlive, noDelay bool) {
+func (p *Proxy) tuneAccepted(c socket, keepAlive time.Duration, wantKeepAlive, noDelay bool) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return
 	}
 	_ = rc.Control(func(fd uintptr) {
-		if keepAlive {
-			_ = setKeepAlive(int(fd), p.cfg.KeepAlive)
+		if wantKeepAlive {
+			_ = setKeepAlive(int(fd), keepAlive)
 		}
 		if noDelay {
 			_ = rawSetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)

@@ -103,7 +103,7 @@ func TestDeadBackendIsRetriedAndReported(t *testing.T) {
 	if n := fb.failuresOf(bs[1].addr); n == 0 {
 		t.Fatal("ReportDialFailure never called for the dead backend")
 	}
-	if n := counterValue(t, m.dialErrors.WithLabelValues(bs[1].addr)); n == 0 {
+	if n := counterValue(t, m.v.dialErrors.WithLabelValues("", bs[1].addr)); n == 0 {
 		t.Fatal("dial error not counted in vipd_proxy_dial_errors_total")
 	}
 	for _, s := range tp.p.Stats() {
@@ -152,7 +152,7 @@ func TestNoHealthyBackendResetsAtOnceAndLogsOncePerOutage(t *testing.T) {
 	if got := tp.p.Counters().RefusedNoBackend; got != 8 {
 		t.Fatalf("RefusedNoBackend = %d, want 8", got)
 	}
-	if got := counterValue(t, m.refused.WithLabelValues(reasonNoBackend)); got != 8 {
+	if got := counterValue(t, m.v.refused.WithLabelValues("", reasonNoBackend)); got != 8 {
 		t.Fatalf("vipd_proxy_refused_total{reason=no_backend} = %v, want 8", got)
 	}
 }
@@ -231,7 +231,7 @@ func TestMaxConnsRefusesOverLimit(t *testing.T) {
 	if got := tp.p.Counters().RefusedMaxConns; got != 1 {
 		t.Fatalf("RefusedMaxConns = %d, want 1", got)
 	}
-	if got := counterValue(t, m.refused.WithLabelValues(reasonMaxConns)); got != 1 {
+	if got := counterValue(t, m.v.refused.WithLabelValues("", reasonMaxConns)); got != 1 {
 		t.Fatalf("vipd_proxy_refused_total{reason=max_conns} = %v, want 1", got)
 	}
 	_ = c1.Close()

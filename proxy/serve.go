@@ -28,24 +28,30 @@ type server struct {
 	idleHandlers atomic.Int32
 	handlerWG    sync.WaitGroup
 
-	setKeepAlive bool         // accepted sockets need keepalive set (not inherited from a Listen listener)
-	setNoDelay   bool         // accepted sockets need TCP_NODELAY set: raw accepts from a listener not made by Listen
-	ra           *rawAccepter // raw accept4 on a TCP listener; nil: ln.Accept
-	idle         *idleSet     // where idle downstream directions wait; nil: they park a goroutine each
+	inherited   bool          // ln is a Listen listener: accepted sockets inherit lnKeepAlive and TCP_NODELAY
+	lnKeepAlive time.Duration // the keepalive a Listen listener passes on
+	setNoDelay  bool          // accepted sockets need TCP_NODELAY set: raw accepts from a listener not made by Listen
+	ra          *rawAccepter  // raw accept4 on a TCP listener; nil: ln.Accept
+	idle        *idleSet      // where idle downstream directions wait; nil: they park a goroutine each
 
-	mu      sync.Mutex
-	head    *conn // tracked connections (intrusive list)
-	n       int
-	closing bool // force-closing: connections that finish dialing now are closed at once
+	mu       sync.Mutex
+	head     *conn // tracked connections (intrusive list)
+	n        int
+	closing  bool // force-closing: connections that finish dialing now are closed at once
+	stopping bool // drained: CloseBackend starts no more closers
+
+	closers sync.WaitGroup // CloseBackend's timers: they end at their grace or when the server quits
 }
 
 // Serve accepts connections on ln and proxies each to a healthy backend until ctx is done. Then it stops
 // accepting (closes ln; new connects are refused by the kernel), lets open connections finish for up to
 // DrainTimeout, closes the rest and returns nil once every goroutine it started has ended.
 //
-// Temporary accept errors (out of file descriptors or memory) are retried with a short back-off; any other
-// accept error stops accepting, drains the same way, and is returned. ln must be a TCP listener. Serve may
-// run concurrently on several listeners with the same Proxy.
+// Temporary accept errors (out of file descriptors or memory) are retried with a short back-off; those of a
+// local resource (EMFILE, ENFILE, ENOBUFS, ENOMEM) are counted in vipd_proxy_local_errors_total and logged at
+// most once a minute. Any other accept error stops accepting, drains the same way, and is returned. ln must
+// be a TCP listener. Serve may run concurrently on several listeners with the same Proxy. While it runs,
+// ln's address is one the loop guard refuses to dial.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	p.serving.Add(1)
 	defer func() {
@@ -53,10 +59,22 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 			p.pipes.drain()
 		}
 	}()
-	_, inherited := ln.(listener)
-	s := &server{p: p, ln: ln, setKeepAlive: !inherited, handoff: make(chan socket), quit: make(chan struct{})}
+	l, inherited := ln.(listener)
+	s := &server{p: p, ln: ln, inherited: inherited, lnKeepAlive: l.keepAlive, handoff: make(chan socket), quit: make(chan struct{})}
 	s.dialCtx, s.cancelDial = context.WithCancel(context.Background())
 	defer s.cancelDial()
+	if a, ok := addrPortOf(ln.Addr()); ok {
+		p.addListen(a)
+		defer p.removeListen(a)
+	}
+	p.mu.Lock()
+	p.servers[s] = struct{}{}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.servers, s)
+		p.mu.Unlock()
+	}()
 
 	if ra, ok := newRawAccepter(ln); ok {
 		s.ra = ra
@@ -80,14 +98,16 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 		bg.Go(func() { is.run((*conn).wakeDown) })
 	}
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
-	if p.cfg.IdleTimeout > 0 {
-		bg.Go(func() { s.sweep(sweepCtx, p.cfg.IdleTimeout) })
-	}
+	bg.Go(func() { s.sweep(sweepCtx) })
 
 	err := s.accept(ctx)
 	close(stop)
 	s.drain()
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
 	close(s.quit)
+	s.closers.Wait()
 	s.handlerWG.Wait()
 	stopSweep()
 	if s.idle != nil {
@@ -122,7 +142,11 @@ func (s *server) accept(ctx context.Context) error {
 				return fmt.Errorf("accept on %s: %w", s.ln.Addr(), err)
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.p.log.Warn("accept failed; backing off", "err", err, "backoff", backoff)
+			if errno, ok := localErrno(err); ok {
+				s.p.localError(opAccept, errno, err, "listener", s.ln.Addr().String(), "backoff", backoff)
+			} else {
+				s.p.log.Warn("accept failed; backing off", "err", err, "backoff", backoff)
+			}
 			t := time.NewTimer(backoff)
 			select {
 			case <-ctx.Done():
@@ -166,11 +190,11 @@ func (s *server) acceptConn() (socket, error) {
 // admit applies MaxConns and hands an accepted connection to its own goroutine.
 func (s *server) admit(tc socket) {
 	p := s.p
-	if n := p.open.Add(1); p.cfg.MaxConns > 0 && n > int64(p.cfg.MaxConns) {
+	if n, limit := p.open.Add(1), p.config().MaxConns; limit > 0 && n > int64(limit) {
 		p.open.Add(-1)
 		p.refusedMaxConns.Add(1)
-		p.cfg.Metrics.refusedInc(reasonMaxConns)
-		p.log.Debug("connection refused: max connections", "client", peer{tc}, "max_conns", p.cfg.MaxConns)
+		p.metrics.refusedInc(reasonMaxConns)
+		p.log.Debug("connection refused: max connections", "client", peer{tc}, "max_conns", limit)
 		reset(tc)
 		return
 	}
@@ -210,25 +234,36 @@ func (s *server) handler(client socket) {
 func (s *server) handle(client socket) {
 	defer s.connWG.Done()
 	p := s.p
-	bc, be, err := p.dial(s.dialCtx)
+	set := p.config() // one configuration for the whole connection
+	var start int64
+	if p.metrics != nil {
+		start = time.Now().UnixNano()
+	}
+	bc, be, err := p.dial(s.dialCtx, set)
 	if err != nil {
 		p.open.Add(-1)
-		if s.dialCtx.Err() != nil {
+		switch {
+		case s.dialCtx.Err() != nil:
 			reset(client) // shutting down
-			return
+		case errors.Is(err, errLocal):
+			p.refuseLocal(client, err)
+		default:
+			p.noBackend(client, err)
 		}
-		p.noBackend(client, err)
 		return
 	}
 	p.backendReachable(be)
-	if s.setKeepAlive || s.setNoDelay {
-		p.tuneAccepted(client, s.setKeepAlive, s.setNoDelay)
+	// A Listen listener passes its keepalive on, unless SetConfig changed KeepAlive since it was opened.
+	setKA := !s.inherited || set.KeepAlive != s.lnKeepAlive
+	if setKA || s.setNoDelay {
+		p.tuneAccepted(client, set.KeepAlive, setKA, s.setNoDelay)
 	}
 	if h := p.hooks.connected; h != nil {
 		h(client, bc)
 	}
 
 	c := p.conns.Get().(*conn)
+	c.start = start
 	if err := c.reset(s, be, client, bc); err != nil || !s.track(c) {
 		if err != nil {
 			p.log.Error("proxy connection setup failed", "err", err)
@@ -248,6 +283,9 @@ func (s *server) handle(client socket) {
 func (s *server) release(c *conn) {
 	c.closeBoth(false)
 	s.untrack(c)
+	if c.start != 0 {
+		observe(s.p.metrics.connDuration(), time.Duration(time.Now().UnixNano()-c.start))
+	}
 	s.finish(c)
 }
 
@@ -261,15 +299,16 @@ func (s *server) finish(c *conn) {
 	p.conns.Put(c)
 }
 
-// track adds c to the open set, or reports false when the server is force-closing.
+// track adds c to the open set, or reports false when the server is force-closing or c's backend is being
+// closed (CloseBackend's grace ended while c was dialing).
 func (s *server) track(c *conn) bool {
-	var now int64
-	if s.p.cfg.IdleTimeout > 0 {
+	var now int64 // 0: the sweeper starts its clock when it first sees c
+	if s.p.config().IdleTimeout > 0 {
 		now = time.Now().UnixNano()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
+	if s.closing || c.be.closing.Load() {
 		return false
 	}
 	c.lastSeen = now
@@ -313,10 +352,11 @@ func (s *server) drain() {
 	s.mu.Lock()
 	n := s.n
 	s.mu.Unlock()
+	timeout := s.p.config().DrainTimeout
 	if n > 0 {
-		s.p.log.Info("draining connections", "open", n, "timeout", s.p.cfg.DrainTimeout)
+		s.p.log.Info("draining connections", "open", n, "timeout", timeout)
 	}
-	t := time.NewTimer(s.p.cfg.DrainTimeout)
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case <-done:
@@ -326,26 +366,56 @@ func (s *server) drain() {
 	s.cancelDial()
 	s.mu.Lock()
 	s.closing = true
-	n = 0
-	for c := s.head; c != nil; c = c.next {
-		c.closeBoth(false)
-		n++
-	}
+	n = s.closeWhereLocked(func(*conn) bool { return true })
 	s.mu.Unlock()
-	s.p.log.Warn("drain timeout: closed open connections", "closed", n, "timeout", s.p.cfg.DrainTimeout)
+	s.p.log.Warn("drain timeout: closed open connections", "closed", n, "timeout", timeout)
 	<-done
 }
 
-// sweep closes connections that moved no byte for idle, checking every idle/4.
-func (s *server) sweep(ctx context.Context, idle time.Duration) {
-	t := time.NewTicker(max(idle/4, time.Millisecond))
-	defer t.Stop()
+// closeWhereLocked closes (FIN, not reset) every tracked connection for which match holds and returns how
+// many it closed. s.mu must be held. It is the one way the server ends connections it did not see end: drain,
+// the idle sweeper and CloseBackend all come through here.
+func (s *server) closeWhereLocked(match func(*conn) bool) int {
+	n := 0
+	for c := s.head; c != nil; c = c.next {
+		if !c.closed.Load() && match(c) {
+			c.closeBoth(false)
+			n++
+		}
+	}
+	return n
+}
+
+// sweep closes connections that moved no byte for IdleTimeout, checking every IdleTimeout/4. It re-reads
+// IdleTimeout after every SetConfig: zero parks it until the next one.
+func (s *server) sweep(ctx context.Context) {
+	changed, unsubscribe := s.p.configChanged.Subscribe()
+	defer unsubscribe()
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			s.closeIdle(now.UnixNano(), int64(idle))
+		idle := s.p.config().IdleTimeout
+		var tick <-chan time.Time
+		var t *time.Ticker
+		if idle > 0 {
+			t = time.NewTicker(max(idle/4, time.Millisecond))
+			tick = t.C
+		}
+		stop := func() {
+			if t != nil {
+				t.Stop()
+			}
+		}
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				stop()
+				return
+			case <-changed:
+				stop()
+				break wait
+			case now := <-tick:
+				s.closeIdle(now.UnixNano(), int64(idle))
+			}
 		}
 	}
 }
@@ -353,14 +423,42 @@ func (s *server) sweep(ctx context.Context, idle time.Duration) {
 func (s *server) closeIdle(now, idle int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for c := s.head; c != nil; c = c.next {
-		if c.touched.Swap(false) {
-			c.lastSeen = now
-			continue
+	s.closeWhereLocked(func(c *conn) bool {
+		if c.touched.Swap(false) || c.lastSeen == 0 {
+			c.lastSeen = now // active since the last pass, or first seen: opened while IdleTimeout was 0
+			return false
 		}
-		if now-c.lastSeen >= idle && !c.closed.Load() {
-			s.p.log.Debug("idle timeout: closing connection", "backend", c.be.addr, "client", peer{c.client})
-			c.closeBoth(false)
+		if now-c.lastSeen < idle {
+			return false
 		}
+		s.p.log.Debug("idle timeout: closing connection", "backend", c.be.addr, "client", peer{c.client})
+		return true
+	})
+}
+
+// closeBackendAfter closes the connections to be (a retired backend) once grace has passed, from a
+// goroutine of its own that ends then or when the server quits (after its drain), whichever comes first.
+func (s *server) closeBackendAfter(be *backend, grace time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return // drained: nothing is open
 	}
+	s.closers.Go(func() {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.quit:
+			return
+		}
+		s.mu.Lock()
+		be.closing.Store(true) // under s.mu: a conn that dialed be and is not tracked yet will not be
+		n := s.closeWhereLocked(func(c *conn) bool { return c.be == be })
+		s.mu.Unlock()
+		if n > 0 {
+			s.p.log.Info("closed the connections of a removed backend", "backend", be.addr, "closed", n, "grace", grace)
+		}
+		s.p.forgetBackend(be.addr)
+	})
 }

@@ -3,13 +3,15 @@ package vip_test
 import (
 	"testing"
 	"time"
+
+	"github.com/vipd/vipd/internal/testutil"
 )
 
 // leaseReleaseBound bounds cut → the cut-off holder's release. Raft steps a leader down once it has not
-// heard from a quorum for the lease (50 ms, checked every lease period), so the release is expected
-// after 50-150 ms; the bound leaves room for -race and two shared cores, and stays well under the
-// time the majority needs to elect (heartbeat timeout + election), which is what makes the hand-over
-// safe at all.
+// heard from a quorum for the lease (clusterLease, checked every lease period), so the release is expected
+// after one to three leases; the bound leaves room for -race and two shared cores. Safety does not rest
+// on it: the lease is shorter than the heartbeat timeout the majority must wait before electing, and the
+// FakeNetwork fails the test if the new leader acquires before the old one released.
 const leaseReleaseBound = time.Second
 
 // TestClusterPartitionHolder cuts the VIP holder off from both peers (raft and gossip, both ways): the
@@ -22,7 +24,7 @@ func TestClusterPartitionHolder(t *testing.T) {
 	vc.waitVoters(3)
 	start := time.Now()
 	vc.partition(old)
-	waitFor(t, leaseReleaseBound, "the cut-off holder to release", func() bool {
+	testutil.WaitFor(t, leaseReleaseBound, "the cut-off holder to release", func() bool {
 		return !vc.nodes[old].m.Held() && !vc.nodes[old].kernel.Has(clusterIP)
 	})
 	released := time.Since(start)

@@ -5,25 +5,27 @@ import (
 	"time"
 )
 
-// fence decides, for every ARP/NDP reply and announcement, whether this process may still speak for the VIP.
+// fence decides, for every ARP/NDP reply and announcement, whether this process may still speak for the VIP:
+// only until AnswerWindow after the start of its latest proof of leadership (see "Safety timing" in the
+// package documentation for why that can never overlap a new leader).
 //
 // Holding the address is not enough: a process that was paused (docker pause, a long stall) resumes with its
 // goroutines all runnable at once, and its responder can answer requests queued during the pause before the
-// leadership loop has seen that another node leads by now. So each reply needs a recent proof of leadership.
-// A Barrier or VerifyLeader that started at t and succeeded shows that a quorum of followers heard from this
-// leader at or after t; none of them may start an election before t + heartbeat timeout. Answering only until
-// t + window, with window no longer than the heartbeat timeout, can therefore never overlap a new leader.
+// leadership loop has seen that another node leads by now.
+//
+// Times are kept as offsets on the monotonic clock from the fence's creation, so a step of the wall clock
+// (NTP, an operator) can neither extend nor cut short the window.
 type fence struct {
-	clock      Clock
 	window     time.Duration
-	validUntil atomic.Int64 // UnixNano; 0 = revoked
+	epoch      time.Time    // carries a monotonic reading; every time below is measured from it
+	validUntil atomic.Int64 // nanoseconds after epoch; 0 (or less) = no proof
 }
 
-func newFence(clock Clock, window time.Duration) *fence { return &fence{clock: clock, window: window} }
+func newFence(window time.Duration) *fence { return &fence{window: window, epoch: time.Now()} }
 
-// confirm records a leadership proof whose round started at start.
+// confirm records a leadership proof whose round started at start (a time.Now reading).
 func (f *fence) confirm(start time.Time) {
-	until := start.Add(f.window).UnixNano()
+	until := int64(start.Sub(f.epoch) + f.window)
 	for {
 		cur := f.validUntil.Load()
 		if cur >= until || f.validUntil.CompareAndSwap(cur, until) {
@@ -37,4 +39,4 @@ func (f *fence) revoke() { f.validUntil.Store(0) }
 
 // allow reports whether a proof of leadership is recent enough to answer or announce now. Safe for
 // concurrent use; the ARP/NDP responders call it for every reply.
-func (f *fence) allow() bool { return f.clock.Now().UnixNano() < f.validUntil.Load() }
+func (f *fence) allow() bool { return int64(time.Since(f.epoch)) < f.validUntil.Load() }

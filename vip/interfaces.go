@@ -49,12 +49,27 @@ type Peer struct {
 	Witness bool
 }
 
+// LeaderState is one observation of this node's Raft leadership.
+type LeaderState struct {
+	// Leader is true while this node is Raft leader.
+	Leader bool
+	// Term is the Raft term of that leadership. Each time a node becomes leader it is in a new, higher term, so
+	// two true observations with different terms mean leadership was lost and won back in between, even if
+	// the false in the middle was never seen. Meaningful only when Leader is true; an implementation that
+	// cannot tell terms apart reports 0 throughout, and the Manager then treats every true as the same term.
+	Term uint64
+}
+
 // Leadership is the Manager's view of Raft, satisfied by an adapter over *cluster.Cluster.
-// All methods must be safe for concurrent use.
+//
+// All methods must be safe for concurrent use. The methods that take a ctx return soon after ctx is done,
+// with an error that wraps ctx.Err(): the Manager bounds Barrier and TransferLeadership by BarrierTimeout and
+// VerifyLeader by twice VerifyInterval, and its shutdown waits for a VerifyLeader in flight.
 type Leadership interface {
-	// WatchLeadership returns a channel delivering the latest leadership value (true = this node is
-	// leader) — the current value first, never a stale one — and a function that stops the watch.
-	WatchLeadership() (<-chan bool, func())
+	// WatchLeadership returns a channel delivering the latest leadership state — the current state first,
+	// never a stale one: an unread state is replaced, not queued — and a function that stops the watch. A
+	// closed channel means leadership can no longer be known (the Manager treats it as lost).
+	WatchLeadership() (<-chan LeaderState, func())
 	// Barrier commits a barrier entry: success proves this node leads the current term and has
 	// applied everything before it.
 	Barrier(ctx context.Context) error

@@ -3,20 +3,16 @@
 package vip
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/mdlayher/arp"
+	"github.com/mdlayher/packet"
+	"golang.org/x/sys/unix"
 )
-
-// maxReadErrors bounds consecutive read errors (malformed frames) before a responder gives up.
-const maxReadErrors = 100
-
-var ethernetBroadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 
 // announceARP sends a gratuitous ARP in both forms, as `arping -U` and `arping -A` do: a request
 // with sender = target = VIP and target MAC broadcast, and a reply with the target MAC equal to our
@@ -44,59 +40,103 @@ func (k *LinuxKernel) announceARP(ip netip.Addr) error {
 	return nil
 }
 
-type arpResponder struct {
+// arpSocket is one open ARP responder socket: a raw packet socket whose kernel filter (arpFilter) lets
+// through only ARP for our VIPs, read frame by frame and judged by DecideARP. A frame can never end it;
+// only a socket error can, and the supervisor then opens a new one.
+type arpSocket struct {
 	k      *LinuxKernel
-	c      *arp.Client
-	ips    map[netip.Addr]bool
+	c      *packet.Conn
+	w      frameWriter // c; a fake in unit tests
+	vips   []netip.Addr
 	allow  func() bool
+	limit  *replyLimiter[[6]byte] // outlives the socket: one per Answer
+	warns  *warnLimiter
 	closed atomic.Bool
+	out    []byte // reply buffer, reused
 }
 
-func (k *LinuxKernel) newARPResponder(ips []netip.Addr, allow func() bool) (*arpResponder, error) {
-	c, err := arp.Dial(k.ifi)
-	if err != nil {
-		return nil, fmt.Errorf("open ARP socket on %s: %w", k.ifi.Name, err)
-	}
-	set := make(map[netip.Addr]bool, len(ips))
-	for _, ip := range ips {
-		set[ip] = true
-	}
-	return &arpResponder{k: k, c: c, ips: set, allow: allow}, nil
+// frameWriter sends one raw frame to a link-layer address: *packet.Conn.
+type frameWriter interface {
+	WriteTo(b []byte, addr net.Addr) (int, error)
 }
 
-func (r *arpResponder) close() {
-	r.closed.Store(true)
-	r.c.Close()
-}
-
-// serve answers "who has VIP" with our MAC. It ignores our own frames and gratuitous ARPs (sender =
-// target), logging the latter when another MAC announces our VIP: that is a second holder.
-func (r *arpResponder) serve() error {
-	errs := 0
-	for {
-		p, _, err := r.c.Read()
+// openARP opens the ARP socket on ifi (the supervisor re-resolves it by name on a restart). The filter
+// is attached before the socket is bound, so not even one unfiltered frame is queued.
+func (k *LinuxKernel) openARP(ifi *net.Interface, vips []netip.Addr, allow func() bool,
+	limit *replyLimiter[[6]byte], warns *warnLimiter) (*arpSocket, error) {
+	cfg := &packet.Config{}
+	if !k.noFilter {
+		f, err := arpFilter(vips, true)
 		if err != nil {
-			if r.closed.Load() || errors.Is(err, net.ErrClosed) {
+			return nil, err
+		}
+		cfg.Filter = f
+	}
+	c, err := packet.Listen(ifi, packet.Raw, unix.ETH_P_ARP, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open ARP socket on %s: %w", ifi.Name, err)
+	}
+	if rc, err := c.SyscallConn(); err == nil {
+		setRcvBuf(rc)
+	}
+	return &arpSocket{k: k, c: c, w: c, vips: vips, allow: allow, limit: limit, warns: warns,
+		out: make([]byte, 0, ethMinLen)}, nil
+}
+
+func (s *arpSocket) close() {
+	s.closed.Store(true)
+	s.c.Close()
+}
+
+// serve reads and handles frames until the socket is closed (nil) or fails (the error).
+func (s *arpSocket) serve() error {
+	buf := make([]byte, arpSnapLen)
+	for {
+		n, _, err := s.c.ReadFrom(buf)
+		if err != nil {
+			if s.closed.Load() {
 				return nil
 			}
-			if errs++; errs > maxReadErrors {
-				return fmt.Errorf("read ARP on %s: %w", r.k.ifi.Name, err)
-			}
-			continue
+			return fmt.Errorf("read ARP on %s: %w", s.k.ifi.Name, err)
 		}
-		errs = 0
-		if p.Operation != arp.OperationRequest || !r.ips[p.TargetIP] || bytes.Equal(p.SenderHardwareAddr, r.k.mac) {
-			continue
-		}
-		if p.SenderIP == p.TargetIP {
-			r.k.log.Warn("another host announces our VIP", "vip", p.TargetIP, "mac", p.SenderHardwareAddr)
-			continue
-		}
-		if !r.allow() {
-			continue // no recent proof of leadership (e.g. just resumed from a pause): stay silent
-		}
-		if err := r.c.Reply(p, r.k.mac, p.TargetIP); err != nil {
-			r.k.log.Warn("send ARP reply", "vip", p.TargetIP, "to", p.SenderHardwareAddr, "err", err)
+		s.k.metrics.arpFrame(s.handle(buf[:n], time.Now()))
+	}
+}
+
+// handle acts on DecideARP's verdict for one frame and returns the final result.
+func (s *arpSocket) handle(frame []byte, now time.Time) Verdict {
+	d := DecideARP(frame, s.vips, s.k.mac)
+	switch d.Verdict {
+	case Reply:
+		return s.answer(d, now)
+	case DropConflict:
+		if ok, suppressed := s.warns.allow(warnKey{"arp conflict", d.SenderMAC}, now); ok {
+			s.k.log.Warn("another host claims our VIP in ARP: a second holder or an address conflict",
+				"vip", d.VIP, "mac", macString(d.SenderMAC), "suppressed", suppressed)
 		}
 	}
+	return d.Verdict
+}
+
+// answer replies to an ARP request for a VIP, when the leadership fence and the rate limits allow it.
+func (s *arpSocket) answer(d ARPDecision, now time.Time) Verdict {
+	if !s.allow() {
+		return DropFenced // no recent proof of leadership (e.g. just resumed from a pause): stay silent
+	}
+	if !s.limit.allow(d.SenderMAC, now) {
+		if ok, suppressed := s.warns.allow(warnKey{"arp rate limit", d.SenderMAC}, now); ok {
+			s.k.log.Warn("rate-limiting ARP replies", "vip", d.VIP, "requester", macString(d.SenderMAC),
+				"per_requester_per_s", replyPerRequester, "total_per_s", replyGlobal, "suppressed", suppressed)
+		}
+		return DropRateLimited
+	}
+	s.out = appendARPReply(s.out[:0], d, s.k.mac)
+	if _, err := s.w.WriteTo(s.out, &packet.Addr{HardwareAddr: d.SenderMAC[:]}); err != nil {
+		if ok, suppressed := s.warns.allow(warnKey{"arp send", [6]byte{}}, now); ok {
+			s.k.log.Warn("send ARP reply", "vip", d.VIP, "to", macString(d.SenderMAC), "err", err,
+				"suppressed", suppressed)
+		}
+		return DropSendFailed
+	}
+	return Reply
 }

@@ -24,27 +24,43 @@ var (
 	_ Cleaner = (*LinuxKernel)(nil)
 )
 
-// LinuxKernel is the real Kernel: VIPs as host prefixes on lo via netlink, ARP answered and
-// announced with mdlayher/arp and IPv6 neighbour discovery with mdlayher/ndp on the announcing
-// interface.
+// LinuxKernel is the real Kernel: VIPs as host prefixes on lo via netlink; on the announcing interface,
+// ARP answered on a kernel-filtered packet socket (mdlayher/packet) and announced with mdlayher/arp,
+// neighbour solicitations answered on a kernel-filtered ICMPv6 socket and announced with mdlayher/ndp.
 //
 // Sockets are opened in the network namespace of the calling thread: the netlink socket in
-// NewLinuxKernel, the raw sockets synchronously inside Announce and Answer (Answer's reader
-// goroutines only use sockets already open). Safe for concurrent use.
+// NewLinuxKernel, the raw sockets synchronously inside Announce and Answer (Answer reopens a failed
+// socket from its own goroutine too; its reader goroutines only use sockets already open). Safe for
+// concurrent use.
 type LinuxKernel struct {
 	ifi *net.Interface
 	mac net.HardwareAddr
 	log *slog.Logger
+
+	metrics  *Metrics // responder counters; nil records nothing
+	noFilter bool     // tests only: no kernel filter on the ARP socket, to exercise the userspace checks
+	// replyPerRequester and replyGlobal are the reply limits (ratelimit.go); tests lower them.
+	replyPerRequester, replyGlobal int
 
 	mu sync.Mutex // serialises netlink requests on nl
 	nl *netlink.Handle
 	lo netlink.Link
 }
 
+// KernelOption configures a LinuxKernel.
+type KernelOption func(*LinuxKernel)
+
+// WithKernelMetrics makes the ARP/NDP responder count frames by result and socket restarts in m
+// (vipd_arp_frames_total, vipd_ndp_messages_total, vipd_arp_responder_restarts_total). Pass the same
+// Metrics as the Manager's: they are registered once.
+func WithKernelMetrics(m *Metrics) KernelOption {
+	return func(k *LinuxKernel) { k.metrics = m }
+}
+
 // NewLinuxKernel checks everything the VIP needs at start — CAP_NET_ADMIN and CAP_NET_RAW, the
 // interface exists, is up and has an Ethernet address, arp_ignore (set it to 1 and arp_announce to 2
 // if possible) — and opens a netlink handle. It starts no goroutine; Close releases the handle.
-func NewLinuxKernel(ifaceName string, logger *slog.Logger) (*LinuxKernel, error) {
+func NewLinuxKernel(ifaceName string, logger *slog.Logger, opts ...KernelOption) (*LinuxKernel, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -77,7 +93,12 @@ func NewLinuxKernel(ifaceName string, logger *slog.Logger) (*LinuxKernel, error)
 		h.Close()
 		return nil, fmt.Errorf("find lo: %w", err)
 	}
-	return &LinuxKernel{ifi: ifi, mac: ifi.HardwareAddr, log: logger, nl: h, lo: lo}, nil
+	k := &LinuxKernel{ifi: ifi, mac: ifi.HardwareAddr, log: logger, nl: h, lo: lo,
+		replyPerRequester: replyPerRequester, replyGlobal: replyGlobal}
+	for _, o := range opts {
+		o(k)
+	}
+	return k, nil
 }
 
 // Close releases the netlink handle.
@@ -181,60 +202,14 @@ func (k *LinuxKernel) Announce(ip netip.Addr) error {
 }
 
 // Answer answers ARP requests (IPv4) and neighbour solicitations (IPv6) for ips with the interface
-// MAC until ctx is done; it then closes its sockets and returns after its goroutines have ended.
+// MAC until ctx is done; it then closes its sockets and returns nil after its goroutines have ended.
+//
+// No frame can stop it: each one is judged by DecideARP or DecideNDP, dropped frames are counted by
+// reason, and a socket error reopens the socket (at once, then with a back-off up to 1 s). Kernel filters
+// keep floods of unrelated or malformed frames out of the process. Replies are rate-limited per requester
+// and in total (replyPerRequester, replyGlobal), and warnings to one a minute per reason and MAC.
+// Answer returns an error only when it cannot open its sockets in the first place.
 func (k *LinuxKernel) Answer(ctx context.Context, ips []netip.Addr, allow func() bool) error {
-	var v4, v6 []netip.Addr
-	for _, ip := range ips {
-		if ip.Is4() {
-			v4 = append(v4, ip)
-		} else {
-			v6 = append(v6, ip)
-		}
-	}
-	// Open every socket here, in the caller's goroutine (and network namespace).
-	var responders []responder
-	closeAll := func() {
-		for _, r := range responders {
-			r.close()
-		}
-	}
-	if len(v4) > 0 {
-		r, err := k.newARPResponder(v4, allow)
-		if err != nil {
-			return err
-		}
-		responders = append(responders, r)
-	}
-	if len(v6) > 0 {
-		r, err := k.newNDPResponder(v6, allow)
-		if err != nil {
-			closeAll()
-			return err
-		}
-		responders = append(responders, r)
-	}
-
-	errc := make(chan error, len(responders))
-	var wg sync.WaitGroup
-	for _, r := range responders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errc <- r.serve()
-		}()
-	}
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	closeAll() // unblocks every read
-	wg.Wait()
-	return err
-}
-
-// responder is one protocol's listener: serve reads until the socket is closed.
-type responder interface {
-	serve() error
-	close()
+	// The sockets are opened, and reopened, in this goroutine (and network namespace).
+	return k.newResponder(ips, allow).run(ctx)
 }

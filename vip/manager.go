@@ -9,17 +9,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/vipd/vipd/internal/notify"
 )
 
 // ErrAlreadyRunning is returned by a second concurrent call of Manager.Run.
 var ErrAlreadyRunning = errors.New("vip manager already running")
-
-// Transfer tuning: a hand-off is tried a few times, then given up for a while so that a failing
-// transfer cannot keep the VIP released.
-const (
-	transferAttempts = 3
-	cooldownRefresh  = 10 // refresh periods without a new hand-off attempt after one failed
-)
 
 // Manager holds the VIP while, and only while, this node is the healthy Raft leader. See the package
 // documentation for the policy. Create it with NewManager and run it with Run.
@@ -30,11 +26,14 @@ type Manager struct {
 	kernel  Kernel
 	log     *slog.Logger
 	held    atomic.Bool
+	changed notify.Signal // Held changed
 	running atomic.Bool
+	hooks   atomic.Pointer[hookSet] // cfg's hooks until SetHooks replaces them
 }
 
 // NewManager validates cfg, applies defaults and returns a Manager; it starts nothing. h and k may be
-// nil only for a witness (which never holds the VIP).
+// nil only for a witness (which never holds the VIP). Every error wraps ErrInvalidConfig; one about a
+// Config field is a *fielderr.Error that names it.
 func NewManager(cfg Config, l Leadership, h HealthSource, k Kernel) (*Manager, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
@@ -46,11 +45,45 @@ func NewManager(cfg Config, l Leadership, h HealthSource, k Kernel) (*Manager, e
 	if !cfg.Witness && (h == nil || k == nil) {
 		return nil, fmt.Errorf("%w: a non-witness node needs a HealthSource and a Kernel", ErrInvalidConfig)
 	}
-	return &Manager{cfg: cfg, lead: l, health: h, kernel: k, log: cfg.Logger}, nil
+	m := &Manager{cfg: cfg, lead: l, health: h, kernel: k, log: cfg.Logger}
+	m.hooks.Store(&hookSet{acquire: cfg.OnAcquire, release: cfg.OnRelease, timeout: cfg.HookTimeout})
+	return m, nil
+}
+
+// SetHooks replaces the acquire and release hooks and their timeout (0 = DefaultHookTimeout) for the events
+// that come next, while the Manager runs (a reload). It validates them as NewManager does and changes
+// nothing on error.
+func (m *Manager) SetHooks(acquire, release Hook, timeout time.Duration) error {
+	if timeout == 0 {
+		timeout = DefaultHookTimeout
+	}
+	if timeout < 0 {
+		return invalid("HookTimeout", "is %v: must be positive (zero takes the default)", timeout)
+	}
+	if err := acquire.validate("OnAcquire"); err != nil {
+		return err
+	}
+	if err := release.validate("OnRelease"); err != nil {
+		return err
+	}
+	m.hooks.Store(&hookSet{acquire: acquire, release: release, timeout: timeout})
+	return nil
 }
 
 // Held reports whether this node currently holds the VIP (for status output and gossip metadata).
 func (m *Manager) Held() bool { return m.held.Load() }
+
+// Subscribe returns a capacity-1 channel that receives a value whenever Held may have changed (several
+// changes may coalesce into one signal: re-read Held), and a function that ends the subscription. The
+// channel is never closed. Safe for concurrent use, before, during and after Run.
+func (m *Manager) Subscribe() (<-chan struct{}, func()) { return m.changed.Subscribe() }
+
+// setHeld records the holding state for Held and wakes the subscribers.
+func (m *Manager) setHeld(v bool) {
+	if m.held.Swap(v) != v {
+		m.changed.Notify()
+	}
+}
 
 // Run removes stale VIPs, then follows leadership until ctx is done. It releases the VIP before
 // returning and returns only after every goroutine it started (answerer, leader verification, hooks)
@@ -61,13 +94,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	defer m.running.Store(false)
 
-	hooks := newHookRunner(m.cfg.HookTimeout, joinPrefixes(m.cfg.VIPs), m.log, m.cfg.Metrics)
+	hooks := newHookRunner(func() time.Duration { return m.hooks.Load().timeout }, joinPrefixes(m.cfg.VIPs), m.log, m.cfg.Metrics)
 	var hookWG sync.WaitGroup
-	hookWG.Add(1)
-	go func() {
-		defer hookWG.Done()
-		hooks.run()
-	}()
+	hookWG.Go(hooks.run)
 	defer func() {
 		close(hooks.queue)
 		hookWG.Wait()
@@ -84,7 +113,7 @@ func (m *Manager) Run(ctx context.Context) error {
 
 	lctx, cancel := context.WithCancel(ctx)
 	l := &loop{m: m, cfg: &m.cfg, log: m.log, hooks: hooks, leaderCh: leaderCh, ctx: lctx,
-		verifyRes: make(chan verifyResult, 1), fence: newFence(m.cfg.Clock, m.cfg.AnswerWindow)}
+		verifyRes: make(chan verifyResult, 1), fence: newFence(m.cfg.AnswerWindow)}
 	defer func() {
 		l.release("shutdown") // first: nothing may run while we still answer for the VIP
 		cancel()

@@ -25,36 +25,36 @@ func NewClusterLeadership(c *cluster.Cluster, self string) ClusterLeadership {
 	return ClusterLeadership{c: c, self: self}
 }
 
-// WatchLeadership follows Raft's leadership of this node. cluster reports each value with its term; until
-// the Manager uses terms, this forwards the leadership flag (latest value wins, as cluster's channel does).
-func (l ClusterLeadership) WatchLeadership() (<-chan bool, func()) {
-	src, stopSrc := l.c.WatchLeadership()
-	out := make(chan bool, 1)
+// WatchLeadership follows Raft's leadership of this node, with the term the cluster reports for each state,
+// so a coalesced loss and regain is seen as a new term.
+func (l ClusterLeadership) WatchLeadership() (<-chan LeaderState, func()) {
+	in, stopIn := l.c.WatchLeadership()
+	out := make(chan LeaderState, 1)
 	done := make(chan struct{})
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
+	var wg sync.WaitGroup
+	wg.Go(func() {
 		for {
 			select {
-			case v := <-src:
-				select {
+			case v, ok := <-in:
+				if !ok { // the cluster can no longer tell: the Manager treats a closed channel as lost
+					close(out)
+					return
+				}
+				select { // keep only the newest state, as the cluster's channel does
 				case <-out:
 				default:
 				}
-				out <- v.Leader
+				out <- LeaderState{Leader: v.Leader, Term: v.Term} // cannot block: capacity 1, emptied above, single sender
 			case <-done:
 				return
 			}
 		}
-	}()
-	var once sync.Once
-	return out, func() {
-		once.Do(func() {
-			close(done)
-			<-exited
-			stopSrc()
-		})
-	}
+	})
+	return out, sync.OnceFunc(func() {
+		close(done)
+		wg.Wait()
+		stopIn()
+	})
 }
 
 // Barrier commits a barrier: proof that this node leads the current term.

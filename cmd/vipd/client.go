@@ -238,3 +238,36 @@ func writeJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+func runReload(ctx context.Context, args []string, stdout io.Writer) error {
+	cf, rest, err := parseClientFlags("reload", args, stdout, false)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usageError{"vipd reload: takes no arguments (the agent re-reads the -config file and flags it was started with)"}
+	}
+	if err := apiCall(ctx, http.MethodPost, cf, "/v1/reload", nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "reloaded")
+	return nil
+}
+
+// runBackend is `vipd backend drain|enable FRONTEND ADDR`: take one backend out of service for maintenance
+// (no new connections; open ones continue; still checked), or put it back.
+func runBackend(ctx context.Context, args []string, stdout io.Writer) error {
+	cf, rest, err := parseClientFlags("backend", args, stdout, false)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 3 || (rest[0] != "drain" && rest[0] != "enable") {
+		return usageError{"vipd backend: usage: vipd backend drain|enable FRONTEND ADDR (the frontend is \"default\" without frontends: in the config)"}
+	}
+	req := agent.DrainRequest{Frontend: rest[1], Backend: rest[2], Drain: rest[0] == "drain"}
+	if err := apiCall(ctx, http.MethodPost, cf, "/v1/backends/drain", req, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%sd %s of frontend %s\n", strings.TrimSuffix(rest[0], "e"), rest[2], rest[1])
+	return nil
+}

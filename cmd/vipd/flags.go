@@ -51,7 +51,7 @@ func agentFlags(fs *flag.FlagSet, cfg *agent.Config, configFile *string) {
 	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", cfg.DialTimeout, "timeout for connecting to a backend")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close a connection idle this long in both directions (0 = never)")
 	fs.DurationVar(&cfg.KeepAlive, "keepalive", cfg.KeepAlive, "TCP keepalive period on client and backend sockets")
-	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "refuse connections beyond this many open ones (0 = unlimited)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "refuse connections beyond this many open ones per frontend (0 = as many as the file descriptor limit allows, less 256 for the agent itself)")
 	fs.IntVar(&cfg.Retries, "retries", cfg.Retries, "extra backends to try when a dial fails (0 = up to 2)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "on SIGTERM, how long open connections may finish before they are closed")
 
@@ -94,8 +94,8 @@ func agentFlags(fs *flag.FlagSet, cfg *agent.Config, configFile *string) {
 	fs.IntVar(&cfg.Priority, "priority", cfg.Priority, "prefer this node for the VIP over healthy peers of lower priority (0 = no preemption)")
 	fs.DurationVar(&cfg.PreemptDelay, "preempt-delay", cfg.PreemptDelay, "with -priority, how long a leader must be stable before it hands over to a higher priority")
 	fs.BoolVar(&cfg.Witness, "witness", cfg.Witness, "vote in Raft but never hold the VIP or proxy (a tie-breaker for two-node setups)")
-	fs.StringVar(&cfg.OnAcquire, "on-acquire", cfg.OnAcquire, "command (sh -c) run after this node takes the VIP")
-	fs.StringVar(&cfg.OnRelease, "on-release", cfg.OnRelease, "command (sh -c) run after this node drops the VIP")
+	fs.Var(&cfg.OnAcquire, "on-acquire", "command (sh -c) run after this node takes the VIP; in -config also an argv list, run without a shell")
+	fs.Var(&cfg.OnRelease, "on-release", "command (sh -c) run after this node drops the VIP; in -config also an argv list, run without a shell")
 	fs.DurationVar(&cfg.HookTimeout, "hook-timeout", cfg.HookTimeout, "timeout of -on-acquire and -on-release")
 }
 

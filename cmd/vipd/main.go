@@ -20,6 +20,8 @@ Usage:
   vipd validate [agent flags]                                                          check a configuration, start nothing
   vipd members [-http-addr 127.0.0.1:7948] [-format table|json]                        list the cluster's nodes
   vipd status  [-http-addr 127.0.0.1:7948] [-format table|json]                        this node's Raft state
+  vipd reload  [-http-addr 127.0.0.1:7948]                                             re-read the config (as SIGHUP does)
+  vipd backend drain|enable FRONTEND ADDR                                              take a backend out of service, or back
   vipd leave   [-http-addr 127.0.0.1:7948]                                             leave gracefully and stop
   vipd force-leave [-http-addr …] NODE                                                 remove a failed node from Raft
   vipd recover -data-dir DIR -peer NODE=IP:PORT …                                      offline: rewrite Raft peers after losing a majority
@@ -48,6 +50,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runAgent(ctx, rest, stdout, stderr)
 	case "validate":
 		err = runValidate(rest, stdout)
+	case "reload":
+		err = runReload(ctx, rest, stdout)
+	case "backend":
+		err = runBackend(ctx, rest, stdout)
 	case "members":
 		err = runMembers(ctx, rest, stdout)
 	case "status":

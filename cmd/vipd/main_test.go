@@ -168,6 +168,8 @@ frontends:
 		contains string
 	}{
 		{"proxy alone", base, 0, "frontend default: listen :6443, 1 backends"},
+		{"two frontends", []string{"validate", "-config", multi}, 0, "frontend rke2: listen :9345, 1 backends"},
+		{"frontends plus -backend", []string{"validate", "-config", multi, "-backend", "10.0.0.1:6443"}, 2, "-backend: given together with frontends"},
 		{"backend is our own listener", []string{"validate", "-backend", "127.0.0.1:6443"}, 2, "-backend: 127.0.0.1:6443 is this agent's own -listen"},
 		{"listen on the admin port", append(base, "-listen", ":7948"), 2, "both use port 7948"},
 		{"data-dir is a file", append(base, "-node", "lb1", "-bind", "127.0.0.1", "-bootstrap-expect", "3", "-data-dir", file), 2, "-data-dir: " + file + " is a file"},
@@ -185,5 +187,32 @@ frontends:
 				t.Errorf("want one line on stderr, got %q", stderr.String())
 			}
 		})
+	}
+}
+
+// TestHooksTakeAStringOrAList: a hook in the config file is a shell command (a string) or an argv list (run
+// without a shell, for the FROM scratch image); the flag takes the shell form and wins over the file.
+func TestHooksTakeAStringOrAList(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "vipd.yaml")
+	yaml := "backend: [10.0.0.1:6443]\non-acquire: [/hooks/notify, acquired]\non-release: echo released\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseAgentConfig([]string{"-config", file}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.OnAcquire.Argv, " "); got != "/hooks/notify acquired" || cfg.OnAcquire.Shell != "" {
+		t.Errorf("on-acquire list = %+v", cfg.OnAcquire)
+	}
+	if cfg.OnRelease.Shell != "echo released" || cfg.OnRelease.Argv != nil {
+		t.Errorf("on-release string = %+v", cfg.OnRelease)
+	}
+	cfg, err = parseAgentConfig([]string{"-config", file, "-on-acquire", "logger took it"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.OnAcquire.Shell != "logger took it" || cfg.OnAcquire.Argv != nil {
+		t.Errorf("the flag did not replace the file's list: %+v", cfg.OnAcquire)
 	}
 }

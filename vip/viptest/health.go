@@ -1,38 +1,32 @@
 package viptest
 
 import (
-	"errors"
 	"sync"
 
+	"github.com/vipd/vipd/internal/notify"
 	"github.com/vipd/vipd/vip"
 )
 
-// ErrNotLeader is returned by FakeLeadership's Barrier and VerifyLeader on a follower.
-var ErrNotLeader = errors.New("viptest: not the leader")
-
 var _ vip.HealthSource = (*FakeHealth)(nil)
 
-// FakeHealth is a settable vip.HealthSource. Safe for concurrent use; one subscriber at a time.
+// FakeHealth is a settable vip.HealthSource. Safe for concurrent use, with any number of subscribers.
 type FakeHealth struct {
-	mu     sync.Mutex
-	status vip.NodeHealth
-	ch     chan struct{}
+	mu      sync.Mutex
+	status  vip.NodeHealth
+	changed notify.Signal
 }
 
 // NewFakeHealth returns a healthy source.
 func NewFakeHealth() *FakeHealth {
-	return &FakeHealth{status: vip.NodeHealth{Healthy: true}, ch: make(chan struct{}, 1)}
+	return &FakeHealth{status: vip.NodeHealth{Healthy: true}}
 }
 
-// Set changes the health and signals the subscriber.
+// Set changes the health and signals the subscribers.
 func (h *FakeHealth) Set(healthy bool, reason string) {
 	h.mu.Lock()
 	h.status = vip.NodeHealth{Healthy: healthy, Reason: reason}
 	h.mu.Unlock()
-	select {
-	case h.ch <- struct{}{}:
-	default:
-	}
+	h.changed.Notify()
 }
 
 // Status returns the current health.
@@ -42,5 +36,5 @@ func (h *FakeHealth) Status() vip.NodeHealth {
 	return h.status
 }
 
-// Subscribe returns the change channel; the stop function is a no-op.
-func (h *FakeHealth) Subscribe() (<-chan struct{}, func()) { return h.ch, func() {} }
+// Subscribe returns a channel signalled after every Set, and a function that ends the subscription.
+func (h *FakeHealth) Subscribe() (<-chan struct{}, func()) { return h.changed.Subscribe() }

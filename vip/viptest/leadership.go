@@ -2,34 +2,44 @@ package viptest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 
+	"github.com/vipd/vipd/internal/notify"
 	"github.com/vipd/vipd/vip"
 )
+
+// ErrNotLeader is returned by FakeLeadership's Barrier and VerifyLeader on a follower.
+var ErrNotLeader = errors.New("viptest: not the leader")
 
 var _ vip.Leadership = (*FakeLeadership)(nil)
 
 // FakeLeadership is a scripted vip.Leadership for unit tests of vip.Manager. Leadership is set with
-// SetLeader; a successful TransferLeadership makes the node a follower, as Raft would. Errors for
-// Barrier, VerifyLeader and TransferLeadership are injected with the Set*Error methods. Safe for
-// concurrent use; one watcher at a time.
+// SetLeader (each election is a new term) or Reelect; a successful TransferLeadership makes the node a
+// follower, as Raft would. Errors for Barrier, VerifyLeader and TransferLeadership are injected with the
+// Set*Error methods, a slow quorum with HangVerify. Like the cluster, the watch channel holds only the newest
+// state: a state the watcher has not read yet is replaced. Safe for concurrent use, with any number of
+// watchers.
 type FakeLeadership struct {
 	mu          sync.Mutex
-	ch          chan bool
+	states      *notify.Broadcaster[vip.LeaderState]
 	leader      bool
+	term        uint64
 	peers       []vip.Peer
 	barrierErr  error
 	verifyErr   error
 	transferErr error
+	verifyHang  chan struct{} // non-nil: VerifyLeader waits until it is closed or its ctx is done
 	barriers    int
 	verifies    int
 	transfers   []string
 	log         *EventLog
 }
 
-// NewFakeLeadership returns a follower with no peers.
+// NewFakeLeadership returns a follower in term 0 with no peers.
 func NewFakeLeadership() *FakeLeadership {
-	return &FakeLeadership{ch: make(chan bool, 1)}
+	return &FakeLeadership{states: notify.NewLatest(vip.LeaderState{})}
 }
 
 // SetEventLog records "raft:barrier", "raft:verify" and "raft:transfer NODE" in log.
@@ -39,20 +49,37 @@ func (f *FakeLeadership) SetEventLog(log *EventLog) {
 	f.mu.Unlock()
 }
 
-// SetLeader publishes a leadership value, replacing any value the watcher has not read yet.
+// SetLeader publishes a leadership value. Becoming leader starts a new term; true while already leader
+// republishes the current term (a duplicate observation).
 func (f *FakeLeadership) SetLeader(v bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if v && !f.leader {
+		f.term++
+	}
 	f.setLocked(v)
+}
+
+// Reelect makes the node lose leadership and win it back in a new term, publishing only the final state: a
+// watcher that had not read in between sees leadership in the new term and never the loss, as happens when
+// the cluster's latest-value channel coalesces true, false, true.
+func (f *FakeLeadership) Reelect() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.term++
+	f.setLocked(true)
+}
+
+// Term returns the current term.
+func (f *FakeLeadership) Term() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.term
 }
 
 func (f *FakeLeadership) setLocked(v bool) {
 	f.leader = v
-	select {
-	case <-f.ch:
-	default:
-	}
-	f.ch <- v
+	f.states.Publish(vip.LeaderState{Leader: v, Term: f.term})
 }
 
 // SetPeers replaces the peers returned by Peers.
@@ -83,11 +110,23 @@ func (f *FakeLeadership) SetTransferError(err error) {
 	f.mu.Unlock()
 }
 
-// WatchLeadership returns the leadership channel; the stop function is a no-op.
-func (f *FakeLeadership) WatchLeadership() (<-chan bool, func()) {
+// HangVerify makes VerifyLeader block until its ctx is done, as with a quorum that does not answer (true),
+// or lets it answer again, releasing the calls that are waiting (false).
+func (f *FakeLeadership) HangVerify(hang bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.ch, func() {}
+	switch {
+	case hang && f.verifyHang == nil:
+		f.verifyHang = make(chan struct{})
+	case !hang && f.verifyHang != nil:
+		close(f.verifyHang)
+		f.verifyHang = nil
+	}
+}
+
+// WatchLeadership returns a channel holding the newest leadership state, starting with the current one.
+func (f *FakeLeadership) WatchLeadership() (<-chan vip.LeaderState, func()) {
+	return f.states.Subscribe()
 }
 
 // Barrier succeeds while leader unless an error was injected.
@@ -105,12 +144,23 @@ func (f *FakeLeadership) Barrier(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// VerifyLeader succeeds while leader unless an error was injected.
+// VerifyLeader succeeds while leader unless an error was injected; while HangVerify is on it waits, and
+// returns an error wrapping ctx.Err() once ctx is done.
 func (f *FakeLeadership) VerifyLeader(ctx context.Context) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.verifies++
 	f.log.Add("raft:verify")
+	hang := f.verifyHang
+	f.mu.Unlock()
+	if hang != nil {
+		select {
+		case <-hang:
+		case <-ctx.Done():
+			return fmt.Errorf("viptest: verify leader: %w", ctx.Err())
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.verifyErr != nil {
 		return f.verifyErr
 	}

@@ -1,0 +1,110 @@
+package vip
+
+import (
+	"context"
+	"time"
+)
+
+// This file moves leadership away from this node: when it is unhealthy, a witness, or outranked by a
+// healthy peer of higher priority. The VIP is always released first (see "Safety timing" in the package
+// documentation: a transfer skips the election timeout that the answer fence relies on).
+
+// Transfer tuning: a hand-off is tried a few times, then given up for a while so that a failing
+// transfer cannot keep the VIP released.
+const (
+	transferAttempts = 3
+	transferBackoff  = 50 * time.Millisecond // times the attempt number, between attempts
+	cooldownRefresh  = 10                    // refresh periods without a new hand-off attempt after one failed
+)
+
+// onHealth hands leadership off when the holder turns unhealthy and a healthy peer exists.
+func (l *loop) onHealth() {
+	if !l.held || l.m.health == nil {
+		return
+	}
+	h := l.m.health.Status()
+	if h.Healthy {
+		l.warnedKeep = false
+		return
+	}
+	target, ok := chooseTarget(l.m.lead.Peers(), nil)
+	if !ok {
+		if !l.warnedKeep {
+			l.warnedKeep = true
+			l.log.Warn("holder is unhealthy and no peer is healthy: keeping the VIP", "reason", h.Reason)
+		}
+		return
+	}
+	if time.Now().Before(l.noHandoffTill) {
+		return
+	}
+	l.log.Warn("holder turned unhealthy; releasing the VIP and handing off", "reason", h.Reason, "to", target.Name)
+	l.handOff(target.Name, "unhealthy")
+}
+
+// checkPreempt hands off to a healthy peer of higher priority once the VIP has been held stably for
+// PreemptDelay. While no such peer exists it is re-checked at every refresh.
+func (l *loop) checkPreempt() {
+	if !l.held || time.Now().Before(l.noHandoffTill) {
+		return
+	}
+	prio := l.cfg.Priority
+	target, ok := chooseTarget(l.m.lead.Peers(), &prio)
+	if !ok {
+		return
+	}
+	l.log.Info("preempting in favour of a higher-priority peer", "to", target.Name,
+		"peer_priority", target.Priority, "priority", prio)
+	l.handOff(target.Name, "preempt")
+}
+
+// handOff releases first, then transfers. If every attempt fails the node still leads, so it takes
+// the VIP back (through a fresh barrier) and stops trying for a cool-down period.
+func (l *loop) handOff(to, why string) {
+	l.release(why)
+	if l.transfer(to, why) {
+		return
+	}
+	if l.ctx.Err() != nil {
+		return
+	}
+	l.startCooldown()
+	l.log.Warn("hand-off failed; keeping leadership and re-acquiring", "to", to, "why", why)
+	if l.leader {
+		l.tryLead()
+	}
+}
+
+// startCooldown suspends health and preemption hand-offs after one failed.
+func (l *loop) startCooldown() {
+	l.noHandoffTill = time.Now().Add(cooldownRefresh * l.cfg.GARPRefresh)
+}
+
+// transfer hands leadership to toNode with bounded retries. On success the node expects to lose
+// leadership; it re-checks with a barrier later in case the loss was never observed.
+func (l *loop) transfer(toNode, why string) bool {
+	for attempt := 1; attempt <= transferAttempts; attempt++ {
+		tctx, cancel := context.WithTimeout(l.ctx, l.cfg.BarrierTimeout)
+		err := l.m.lead.TransferLeadership(tctx, toNode)
+		cancel()
+		if err == nil {
+			l.log.Info("leadership transferred", "to", toNode, "why", why)
+			l.after(&l.retry, l.cfg.GARPRefresh)
+			return true
+		}
+		if l.ctx.Err() != nil {
+			return false
+		}
+		l.log.Warn("leadership transfer failed", "to", toNode, "why", why, "attempt", attempt, "err", err)
+		if attempt < transferAttempts {
+			t := time.NewTimer(time.Duration(attempt) * transferBackoff)
+			select {
+			case <-t.C:
+			case <-l.ctx.Done():
+				t.Stop()
+				return false
+			}
+		}
+	}
+	return false
+}
