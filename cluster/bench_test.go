@@ -24,8 +24,8 @@ func benchTrials() int {
 
 // BenchmarkFailoverCrash measures leader crash (Shutdown without leave: sockets closed abruptly, as a SIGKILL
 // would) → a surviving node is notified that it leads, on a 3-node cluster with real TCP/UDP on loopback and
-// default timings, once per security mode (insecure, key; VIPD_BENCH_MODES=key,insecure picks and orders
-// them). Run: go test -run '^$' -bench Failover -benchtime 1x ./cluster/
+// default timings, once per security mode (insecure, key, mtls; VIPD_BENCH_MODES=key,insecure,mtls+key
+// picks and orders them). Run: go test -run '^$' -bench Failover -benchtime 1x ./cluster/
 func BenchmarkFailoverCrash(b *testing.B) { benchModes(b, false) }
 
 // BenchmarkFailoverLeave measures graceful Leave of the leader (leadership transfer first) → new leader.
@@ -34,12 +34,12 @@ func BenchmarkFailoverLeave(b *testing.B) { benchModes(b, true) }
 // benchModes runs the failover benchmark once per security mode, so one run compares them on the same
 // machine at the same time.
 func benchModes(b *testing.B, graceful bool) {
-	modes := []string{"insecure", "key"}
+	modes := []string{"insecure", "key", "mtls"}
 	if env := os.Getenv("VIPD_BENCH_MODES"); env != "" {
 		modes = strings.Split(env, ",")
 	}
 	for _, mode := range modes {
-		opt, ok := securityOpt(mode)
+		opt, ok := securityOpt(b, mode)
 		if !ok {
 			b.Fatalf("VIPD_BENCH_MODES: unknown mode %q", mode)
 		}
@@ -48,12 +48,16 @@ func benchModes(b *testing.B, graceful bool) {
 }
 
 // securityOpt configures a test cluster's security mode by name.
-func securityOpt(mode string) (clusterOpt, bool) {
+func securityOpt(t testing.TB, mode string) (clusterOpt, bool) {
 	switch mode {
 	case "insecure":
 		return insecureOpt, true
 	case "key":
 		return func(int, *Config) {}, true // makeCluster's default
+	case "mtls":
+		return mtlsOpt(t, newTestCA(t, "bench CA"), false), true
+	case "mtls+key":
+		return mtlsOpt(t, newTestCA(t, "bench CA"), true), true
 	}
 	return nil, false
 }

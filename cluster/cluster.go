@@ -115,7 +115,7 @@ func New(cfg Config) (*Cluster, error) {
 	if devKey {
 		c.log.Info("dev node: made a throw-away cluster key, so no other node can talk to it")
 	}
-	if cfg.TLS.set() {
+	if tlsSet(cfg.TLS) {
 		if c.certs, err = loadCerts(cfg); err != nil {
 			return nil, err
 		}

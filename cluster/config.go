@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vipd/vipd/internal/fielderr"
+	"github.com/vipd/vipd/internal/pki"
 )
 
 // Default ports: gossip as Consul/Serf use it, raft on the next port.
@@ -77,9 +78,10 @@ type Config struct {
 	// EncryptFile is a file holding the cluster key in base64 (as `vipd keygen` prints it), readable by its
 	// owner only. New reads it into EncryptKey.
 	EncryptFile string
-	// TLS, when set, authenticates Raft (and, without a key, gossip) with mutual TLS 1.3: CA, Cert and Key
-	// are PEM files, re-read when they change. All three or none.
-	TLS TLSFiles
+	// TLS, when set, authenticates Raft (and, without a key, gossip) with mutual TLS 1.3: CA (the cluster's CA
+	// certificates), Cert (this node's certificate, which must name it) and Key are PEM files, re-read when
+	// they change. All three or none.
+	TLS pki.Files
 	// Insecure runs without any authentication, as vipd did before keys and certificates: anyone who can
 	// reach the gossip and Raft ports can join, vote and move the VIP. It must be asked for explicitly and
 	// excludes a key and TLS.
@@ -102,11 +104,8 @@ type Config struct {
 	Partition *Partition
 }
 
-// TLSFiles names the PEM files of mutual TLS: the cluster's CA certificate, this node's certificate (which
-// must name the node) and its private key.
-type TLSFiles struct{ CA, Cert, Key string }
-
-func (f TLSFiles) set() bool { return f.CA != "" || f.Cert != "" || f.Key != "" }
+// tlsSet reports whether any TLS file is given.
+func tlsSet(f pki.Files) bool { return f.CA != "" || f.Cert != "" || f.Key != "" }
 
 func (c Config) withDefaults() Config {
 	if c.GossipPort == 0 {
@@ -203,7 +202,7 @@ func (c Config) validateSecurity() error {
 	if c.EncryptKey != nil && c.EncryptFile != "" {
 		return invalid("EncryptFile", "given together with {EncryptKey}: give the key once")
 	}
-	if c.TLS.set() {
+	if tlsSet(c.TLS) {
 		for _, f := range []struct{ field, v string }{{"TLS.CA", c.TLS.CA}, {"TLS.Cert", c.TLS.Cert}, {"TLS.Key", c.TLS.Key}} {
 			if f.v == "" {
 				return invalid(f.field, "missing: mutual TLS needs {TLS.CA}, {TLS.Cert} and {TLS.Key} together")
@@ -211,10 +210,10 @@ func (c Config) validateSecurity() error {
 		}
 	}
 	hasKey := c.EncryptKey != nil || c.EncryptFile != ""
-	if c.Insecure && (hasKey || c.TLS.set()) {
+	if c.Insecure && (hasKey || tlsSet(c.TLS)) {
 		return invalid("Insecure", "given together with a cluster key or TLS: drop {Insecure} to keep them, or drop them to run unauthenticated")
 	}
-	if !c.Dev && !c.Insecure && !hasKey && !c.TLS.set() {
+	if !c.Dev && !c.Insecure && !hasKey && !tlsSet(c.TLS) {
 		return invalid("EncryptFile", "no cluster security configured, so anyone who reaches the gossip and Raft ports could join and move the VIP: "+
 			"make a key with `vipd keygen > /etc/vipd/cluster.key; chmod 600 /etc/vipd/cluster.key` and give it as {EncryptFile} on every node, "+
 			"or give {TLS.CA}, {TLS.Cert} and {TLS.Key}, or set {Insecure} to run unauthenticated")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vipd/vipd/internal/fielderr"
+	"github.com/vipd/vipd/internal/pki"
 )
 
 // TestNewValidation is the bad-input table of Config: every refusal is a *fielderr.Error naming the field
@@ -83,7 +84,7 @@ func TestNewValidation(t *testing.T) {
 		{"insecure with key", func(c *Config) { c.Insecure = true }, "Insecure"},
 		{"insecure with key file", func(c *Config) { c.EncryptKey, c.EncryptFile, c.Insecure = nil, good, true }, "Insecure"},
 		{"insecure with TLS", func(c *Config) {
-			c.EncryptKey, c.Insecure, c.TLS = nil, true, TLSFiles{CA: "ca", Cert: "c", Key: "k"}
+			c.EncryptKey, c.Insecure, c.TLS = nil, true, pki.Files{CA: "ca", Cert: "c", Key: "k"}
 		}, "Insecure"},
 		{"key and key file", func(c *Config) { c.EncryptFile = good }, "EncryptFile"},
 		{"key file", func(c *Config) { c.EncryptKey, c.EncryptFile = nil, good }, ""},
@@ -94,8 +95,8 @@ func TestNewValidation(t *testing.T) {
 		{"key file short key", func(c *Config) { c.EncryptKey, c.EncryptFile = nil, shortKey }, "EncryptFile"},
 		{"key file empty", func(c *Config) { c.EncryptKey, c.EncryptFile = nil, empty }, "EncryptFile"},
 		{"key file is a directory", func(c *Config) { c.EncryptKey, c.EncryptFile = nil, dir }, "EncryptFile"},
-		{"TLS without key file", func(c *Config) { c.EncryptKey, c.TLS = nil, TLSFiles{CA: "ca", Cert: "c"} }, "TLS.Key"},
-		{"TLS without CA", func(c *Config) { c.TLS = TLSFiles{Cert: "c", Key: "k"} }, "TLS.CA"},
+		{"TLS without key file", func(c *Config) { c.EncryptKey, c.TLS = nil, pki.Files{CA: "ca", Cert: "c"} }, "TLS.Key"},
+		{"TLS without CA", func(c *Config) { c.TLS = pki.Files{Cert: "c", Key: "k"} }, "TLS.CA"},
 		{"dev without security", func(c *Config) { c.EncryptKey, c.Dev = nil, true }, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -25,8 +25,22 @@ func benchAuth(b *testing.B, mode SecurityMode) (server, client *peerAuth) {
 		s := &peerAuth{mode: mode, name: "srv", keys: keys, serverTLS: func() *tls.Config { return srv }, clientTLS: func() *tls.Config { return cli }}
 		c := &peerAuth{mode: mode, name: "cli", keys: keys, serverTLS: func() *tls.Config { return srv }, clientTLS: func() *tls.Config { return cli }}
 		return s, c
+	case ModeMTLS, ModeMTLSKey:
+		ca := newTestCA(b, "bench CA")
+		auth := func(name string) *peerAuth {
+			r, err := loadCerts(Config{NodeName: name, TLS: ca.issue(b, name, "127.0.0.1"), Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			a := &peerAuth{mode: mode, name: name, serverTLS: r.ServerConfig, clientTLS: r.ClientConfig, peerNames: r.PeerNames}
+			if mode == ModeMTLSKey {
+				a.keys = keys
+			}
+			return a
+		}
+		return auth("srv"), auth("cli")
 	}
-	b.Skipf("mode %s not benchmarked here", mode)
+	b.Fatalf("mode %s not benchmarked", mode)
 	return nil, nil
 }
 
@@ -34,7 +48,7 @@ func benchAuth(b *testing.B, mode SecurityMode) (server, client *peerAuth) {
 // handshake, one RequestVote and its answer, over loopback, with raft's own NetworkTransport on the client
 // side and vipd's rpcServer on the other. Run: go test -run '^$' -bench Handshake ./cluster/
 func BenchmarkHandshake(b *testing.B) {
-	for _, mode := range []SecurityMode{ModeInsecure, ModeKey, ModeMTLS} {
+	for _, mode := range []SecurityMode{ModeInsecure, ModeKey, ModeMTLS, ModeMTLSKey} {
 		b.Run(string(mode), func(b *testing.B) {
 			srvAuth, cliAuth := benchAuth(b, mode)
 			ln, err := net.Listen("tcp", "127.0.0.1:0")

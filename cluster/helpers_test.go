@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/vipd/vipd/internal/fielderr"
 	"github.com/vipd/vipd/internal/testutil"
 )
 
@@ -264,4 +265,13 @@ func (tc *tcluster) heal() {
 	for _, nd := range tc.nodes {
 		nd.part.Heal()
 	}
+}
+
+// fielderrAs returns the field an error of New names.
+func fielderrAs(err error) (string, bool) {
+	fe, ok := fielderr.As(err)
+	if !ok {
+		return "", false
+	}
+	return fe.Field, true
 }

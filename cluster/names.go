@@ -1,5 +1,7 @@
 package cluster
 
+import "github.com/vipd/vipd/internal/pki"
+
 // maxNodeName is the longest accepted node name: a DNS label, so a name fits a certificate's SAN and a
 // hostname, and a member list line stays readable.
 const maxNodeName = 63
@@ -8,17 +10,5 @@ const maxNodeName = 63
 //
 // The rule is enforced wherever a name enters: Config.NodeName, gossip (the alive and merge delegates refuse
 // any other name, so a name with terminal escapes never reaches `vipd members`), the Raft handshake and
-// Recover's peers. It is the same rule as pki.ValidNodeName.
-func ValidNodeName(s string) bool {
-	if len(s) == 0 || len(s) > maxNodeName {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
+// Recover's peers. It is pki.ValidNodeName: certificates name nodes by the same rule.
+func ValidNodeName(s string) bool { return pki.ValidNodeName(s) }

@@ -33,9 +33,9 @@ func securityOf(cfg Config) SecurityMode {
 	switch {
 	case cfg.Insecure:
 		return ModeInsecure
-	case cfg.TLS.set() && hasKey:
+	case tlsSet(cfg.TLS) && hasKey:
 		return ModeMTLSKey
-	case cfg.TLS.set():
+	case tlsSet(cfg.TLS):
 		return ModeMTLS
 	}
 	return ModeKey // with a key, or Dev (which makes one)
@@ -51,7 +51,7 @@ func resolveKey(cfg *Config) (devKey bool, err error) {
 		}
 		cfg.EncryptKey = k
 	}
-	if cfg.Dev && !cfg.Insecure && cfg.EncryptKey == nil && !cfg.TLS.set() {
+	if cfg.Dev && !cfg.Insecure && cfg.EncryptKey == nil && !tlsSet(cfg.TLS) {
 		k := make([]byte, 32)
 		rand.Read(k) // never fails (crypto/rand)
 		cfg.EncryptKey = k
