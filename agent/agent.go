@@ -368,6 +368,9 @@ func (a *Agent) Summary() []string {
 	default:
 		out = append(out, fmt.Sprintf("cluster: node %s, bind %s, gossip :%d, raft :%d, data in %s", a.cfg.Node, a.cfg.Bind, a.cfg.GossipPort, a.cfg.RaftPort, a.cfg.DataDir))
 	}
+	if a.cluster != nil {
+		out = append(out, fmt.Sprintf("security: %s", a.cluster.Status().Security))
+	}
 	if len(a.vips) > 0 {
 		out = append(out, fmt.Sprintf("VIP: %v", a.cfg.VIPs))
 	}

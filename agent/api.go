@@ -29,6 +29,8 @@ func (a *Agent) routes() http.Handler {
 	mux.Handle("POST /v1/leave", a.guardWrite(a.handleLeave))
 	mux.Handle("POST /v1/force-leave", a.guardWrite(a.handleForceLeave))
 	mux.Handle("POST /v1/reload", a.guardWrite(a.handleReload))
+	mux.Handle("GET /v1/keyring", a.guardRead(a.handleKeyring))
+	mux.Handle("POST /v1/keyring", a.guardWrite(a.handleKeyringChange))
 	mux.Handle("POST /v1/backends/drain", a.guardWrite(a.handleDrain))
 	return mux
 }
@@ -169,6 +171,7 @@ func (a *Agent) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		resp.CommitIndex = cs.CommitIndex
 		resp.AppliedIndex = cs.AppliedIndex
 		resp.Voters = cs.Voters
+		resp.Security, resp.Refused = string(cs.Security), cs.Refused
 	}
 	writeJSON(w, resp)
 }

@@ -30,6 +30,8 @@ type Member struct {
 	Priority        int    `json:"priority,omitempty"`
 	VIPHeld         bool   `json:"vip_held"`
 	Version         string `json:"version"`
+	// Security is how the member authenticates its peers: key, mtls, mtls+key, or insecure.
+	Security string `json:"security,omitempty"`
 }
 
 // StatusResponse is the body of GET /v1/status, which `vipd status` renders.
@@ -52,6 +54,10 @@ type StatusResponse struct {
 	Version      string        `json:"version"`
 	// Problem is a condition an operator must fix, e.g. a duplicate node name.
 	Problem string `json:"problem,omitempty"`
+	// Security is how this node authenticates its peers (key, mtls, mtls+key, insecure); Refused counts the
+	// peers and RPCs it refused since start.
+	Security string `json:"security,omitempty"`
+	Refused  uint64 `json:"refused,omitempty"`
 }
 
 // BackendsResponse is the body of GET /v1/backends: every frontend with its backends.
@@ -93,4 +99,35 @@ type DrainRequest struct {
 	Backend  string `json:"backend"`
 	// Drain true takes the backend out of service, false puts it back.
 	Drain bool `json:"drain"`
+}
+
+// KeyringResponse is the body of GET /v1/keyring: every installed key by fingerprint, how many nodes hold
+// it and use it as primary, and each member's view.
+type KeyringResponse struct {
+	Keys    []KeyInfo    `json:"keys"`
+	Members []MemberKeys `json:"members"`
+	// Nodes is the number of alive members the counts are out of.
+	Nodes int `json:"nodes"`
+}
+
+// KeyInfo is one key of /v1/keyring, by fingerprint (the first 8 hex digits of its SHA-256), never the key.
+type KeyInfo struct {
+	Fingerprint string `json:"fingerprint"`
+	// InstalledOn and PrimaryOn count the alive members that hold the key, that use it as primary.
+	InstalledOn int `json:"installed_on"`
+	PrimaryOn   int `json:"primary_on"`
+}
+
+// MemberKeys is one member's keyring as it gossips it.
+type MemberKeys struct {
+	Name    string   `json:"name"`
+	Status  string   `json:"status"`
+	Keys    []string `json:"keys"`
+	Primary string   `json:"primary"`
+}
+
+// KeyringRequest is the body of POST /v1/keyring: Op is install, use or remove; Key the base64 key.
+type KeyringRequest struct {
+	Op  string `json:"op"`
+	Key string `json:"key"`
 }

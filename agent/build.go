@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/vipd/vipd/cluster"
+	"github.com/vipd/vipd/internal/pki"
 	"github.com/vipd/vipd/vip"
 )
 
@@ -36,6 +37,10 @@ func (a *Agent) buildCluster() error {
 		BootstrapExpect:  cfg.BootstrapExpect,
 		Join:             cfg.Join,
 		EncryptKey:       key,
+		EncryptFile:      cfg.EncryptFile,
+		TLS:              pki.Files{CA: cfg.TLSCAFile, Cert: cfg.TLSCertFile, Key: cfg.TLSKeyFile},
+		Insecure:         cfg.Insecure,
+		ReapAfter:        cfg.ReapAfter,
 		Dev:              cfg.Dev,
 		HeartbeatTimeout: cfg.RaftHeartbeat,
 		ElectionTimeout:  cfg.RaftElection,

@@ -64,6 +64,12 @@ type ClusterConfig struct {
 	BootstrapExpect int           `yaml:"bootstrap-expect"`
 	Join            []string      `yaml:"join"`
 	Encrypt         string        `yaml:"encrypt"`
+	EncryptFile     string        `yaml:"encrypt-file"`
+	TLSCAFile       string        `yaml:"tls-ca-file"`
+	TLSCertFile     string        `yaml:"tls-cert-file"`
+	TLSKeyFile      string        `yaml:"tls-key-file"`
+	Insecure        bool          `yaml:"insecure"`
+	ReapAfter       time.Duration `yaml:"reap-after" reload:"live"`
 	Dev             bool          `yaml:"dev"`
 	RaftHeartbeat   time.Duration `yaml:"raft-heartbeat"`
 	RaftElection    time.Duration `yaml:"raft-election"`
@@ -114,6 +120,7 @@ func Default() Config {
 			RaftHeartbeat: cluster.DefaultHeartbeat,
 			RaftElection:  cluster.DefaultElection,
 			RaftLease:     cluster.DefaultLease,
+			ReapAfter:     72 * time.Hour,
 		},
 		VIPConfig: VIPConfig{
 			GARP:         true,

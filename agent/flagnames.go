@@ -35,7 +35,8 @@ var (
 		"NodeName": "node", "BindAddr": "bind", "AdvertiseAddr": "advertise", "GossipPort": "gossip-port",
 		"RaftPort": "raft-port", "DataDir": "data-dir", "BootstrapExpect": "bootstrap-expect", "Join": "join",
 		"EncryptKey": "encrypt", "Dev": "dev", "HeartbeatTimeout": "raft-heartbeat", "ElectionTimeout": "raft-election",
-		"LeaseTimeout": "raft-lease",
+		"LeaseTimeout": "raft-lease", "EncryptFile": "encrypt-file", "TLS.CA": "tls-ca-file", "TLS.Cert": "tls-cert-file",
+		"TLS.Key": "tls-key-file", "TLS": "tls-cert-file", "Insecure": "insecure", "ReapAfter": "reap-after",
 	}
 	vipFlags = map[string]string{
 		"VIPs": "vip", "GARPRefresh": "garp-refresh", "PreemptDelay": "preempt-delay", "HookTimeout": "hook-timeout",

@@ -15,7 +15,7 @@ func (a *Agent) members() MembersResponse {
 			Name: m.Name, Addr: m.Addr, Status: string(m.Status), Role: string(m.Role), Leader: m.Leader,
 			Healthy: m.Meta.Healthy, ListenerUp: m.Meta.ListenerUp,
 			HealthyBackends: m.Meta.HealthyBackends, TotalBackends: m.Meta.TotalBackends,
-			Witness: m.Meta.Witness, Priority: m.Meta.Priority, Version: m.Meta.Version,
+			Witness: m.Meta.Witness, Priority: m.Meta.Priority, Version: m.Meta.Version, Security: string(m.Security),
 			VIPHeld: m.Meta.VIPHeld && m.Status == "alive", // a suspect node's last word may be stale
 		}
 		if m.Leader {

@@ -82,6 +82,8 @@ type Cluster struct {
 	tmpDir   string
 	raftAddr string
 
+	devKey bool // New made a throw-away key for a Dev node; Start says so (New logs nothing)
+
 	started  atomic.Bool
 	joined   atomic.Bool
 	problem  atomic.Pointer[string]
@@ -111,9 +113,7 @@ func New(cfg Config) (*Cluster, error) {
 		leaders: newFanout(),
 		admit:   newAdmissions(),
 		kick:    make(chan struct{}, 1),
-	}
-	if devKey {
-		c.log.Info("dev node: made a throw-away cluster key, so no other node can talk to it")
+		devKey:  devKey,
 	}
 	if tlsSet(cfg.TLS) {
 		if c.certs, err = loadCerts(cfg); err != nil {
@@ -141,6 +141,9 @@ func New(cfg Config) (*Cluster, error) {
 func (c *Cluster) Start(ctx context.Context) (err error) {
 	if !c.started.CompareAndSwap(false, true) {
 		return ErrStarted
+	}
+	if c.devKey {
+		c.log.Info("dev node: made a throw-away cluster key, so no other node can talk to it")
 	}
 	var cleanup []func()
 	defer func() {

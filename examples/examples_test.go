@@ -46,18 +46,10 @@ func exampleFiles(t *testing.T) []string {
 
 func TestExamplesValidate(t *testing.T) {
 	vipd := buildVipd(t)
-	caps := binaryCaps(t, vipd)
-	encryptLine := regexp.MustCompile(`(?m)^encrypt-file:.*$`)
 	for _, file := range exampleFiles(t) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			requireRoot(t)
 			cfg := prepare(t, file)
-			if !caps.encryptFile && encryptLine.MatchString(cfg.text) {
-				// -encrypt-file lands with the cluster authentication work; until then this binary rejects
-				// the key as unknown, and validates everything else.
-				t.Logf("this vipd has no -encrypt-file yet: validating %s without its encrypt-file line", file)
-				cfg.text = encryptLine.ReplaceAllString(cfg.text, "")
-			}
 			out, err := cfg.validate(t, vipd, cfg.text)
 			if err != nil {
 				t.Fatalf("vipd validate -config %s: %v\n%s", file, err, out)
@@ -75,9 +67,6 @@ func TestExamplesValidateCatchesHostMismatch(t *testing.T) {
 	requireRoot(t)
 	vipd := buildVipd(t)
 	cfg := prepare(t, "single-frontend.yaml")
-	if !binaryCaps(t, vipd).encryptFile {
-		cfg.text = regexp.MustCompile(`(?m)^encrypt-file:.*$`).ReplaceAllString(cfg.text, "")
-	}
 	for _, tc := range []struct {
 		name, from, to, want string
 	}{
@@ -139,18 +128,6 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(buildDir)
 	}
 	os.Exit(code)
-}
-
-// caps says which CLI features that are being added elsewhere this binary already has.
-type caps struct{ encryptFile bool }
-
-func binaryCaps(t *testing.T, vipd string) caps {
-	t.Helper()
-	out, _ := exec.Command(vipd, "agent", "-h").CombinedOutput()
-	if !strings.Contains(string(out), "-listen") {
-		t.Fatalf("vipd agent -h does not list its flags:\n%s", out)
-	}
-	return caps{encryptFile: strings.Contains(string(out), "-encrypt-file")}
 }
 
 // prepared is one example made runnable here: its text with paths moved, the files it names created, and

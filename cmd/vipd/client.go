@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -118,9 +119,9 @@ func runMembers(ctx context.Context, args []string, stdout io.Writer) error {
 
 func writeMembersTable(w io.Writer, resp agent.MembersResponse) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tADDRESS\tSTATUS\tROLE\tHEALTH\tVIP")
+	fmt.Fprintln(tw, "NODE\tADDRESS\tSTATUS\tROLE\tHEALTH\tVIP\tVERSION\tSECURITY")
 	for _, m := range resp.Members {
-		name := m.Name
+		name := printable(m.Name)
 		if m.Leader {
 			name += " *"
 		}
@@ -128,7 +129,8 @@ func writeMembersTable(w io.Writer, resp agent.MembersResponse) {
 		if m.VIPHeld {
 			vip = "holder"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, m.Addr, m.Status, m.Role, healthText(m), vip)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, printable(m.Addr), m.Status, m.Role, healthText(m), vip,
+			printable(m.Version), securityText(m.Security))
 	}
 	tw.Flush()
 	if resp.Note != "" {
@@ -168,7 +170,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		leader = "none"
 	}
 	rows := [][2]string{
-		{"Node", st.Node},
+		{"Node", printable(st.Node)},
 		{"Cluster ID", st.ClusterID},
 		{"Role", st.Role},
 		{"Leader", strings.TrimSpace(leader + " " + st.LeaderAddr)},
@@ -181,6 +183,8 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		{"VIP held", fmt.Sprint(st.VIPHeld)},
 		{"Healthy", strings.TrimSpace(fmt.Sprint(st.Healthy) + " " + st.HealthReason)},
 		{"Version", st.Version},
+		{"Security", securityText(st.Security)},
+		{"Refused peers", fmt.Sprint(st.Refused)},
 	}
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
@@ -270,4 +274,26 @@ func runBackend(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%sd %s of frontend %s\n", strings.TrimSuffix(rest[0], "e"), rest[2], rest[1])
 	return nil
+}
+
+// printable shows a name that came over the network as it is when it is plain, and quoted with escapes
+// otherwise, so that no terminal control sequence a peer put in it ever reaches the operator's terminal.
+func printable(s string) string {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r > 0x7e || r == '"' || r == '\\' {
+			return strconv.QuoteToASCII(s)
+		}
+	}
+	return s
+}
+
+// securityText shows how a node authenticates its peers; an unauthenticated one stands out.
+func securityText(mode string) string {
+	switch mode {
+	case "insecure":
+		return "INSECURE"
+	case "":
+		return "-"
+	}
+	return printable(mode)
 }

@@ -25,7 +25,9 @@ Usage:
   vipd leave   [-http-addr 127.0.0.1:7948]                                             leave gracefully and stop
   vipd force-leave [-http-addr …] NODE                                                 remove a failed node from Raft
   vipd recover -data-dir DIR -peer NODE=IP:PORT …                                      offline: rewrite Raft peers after losing a majority
-  vipd keygen                                                                          print a new -encrypt key
+  vipd keygen                                                                          print a new cluster key (-encrypt-file)
+  vipd keyring -list | -install KEY | -use KEY | -remove KEY                           rotate the cluster key, cluster-wide
+  vipd tls ca create | cert create -node NAME …                                        a small CA and node certificates
   vipd version
 
 Run "vipd COMMAND -h" for the flags of a command.
@@ -66,6 +68,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runRecover(rest, stdout)
 	case "keygen":
 		err = runKeygen(rest, stdout)
+	case "keyring":
+		err = runKeyring(ctx, rest, stdout)
+	case "tls":
+		err = runTLS(rest, stdout)
 	case "version", "-version", "--version":
 		bi := buildInfo()
 		fmt.Fprintf(stdout, "vipd %s (commit %s, %s)\n", bi.Version, bi.Commit, bi.GoVersion)

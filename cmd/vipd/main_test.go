@@ -2,11 +2,17 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vipd/vipd/internal/testutil"
 )
 
 func TestBadInputExitsTwoNamingTheFlag(t *testing.T) {
@@ -172,8 +178,8 @@ frontends:
 		{"frontends plus -backend", []string{"validate", "-config", multi, "-backend", "10.0.0.1:6443"}, 2, "-backend: given together with frontends"},
 		{"backend is our own listener", []string{"validate", "-backend", "127.0.0.1:6443"}, 2, "-backend: 127.0.0.1:6443 is this agent's own -listen"},
 		{"listen on the admin port", append(base, "-listen", ":7948"), 2, "both use port 7948"},
-		{"data-dir is a file", append(base, "-node", "lb1", "-bind", "127.0.0.1", "-bootstrap-expect", "3", "-data-dir", file), 2, "-data-dir: " + file + " is a file"},
-		{"bind not on this host", append(base, "-node", "lb1", "-bind", "203.0.113.9", "-bootstrap-expect", "3", "-data-dir", dir), 2, "-bind: 203.0.113.9 is not an address of this host"},
+		{"data-dir is a file", append(base, "-node", "lb1", "-bind", "127.0.0.1", "-bootstrap-expect", "3", "-data-dir", file, "-insecure"), 2, "-data-dir: " + file + " is a file"},
+		{"bind not on this host", append(base, "-node", "lb1", "-bind", "203.0.113.9", "-bootstrap-expect", "3", "-data-dir", dir, "-insecure"), 2, "-bind: 203.0.113.9 is not an address of this host"},
 		{"listen on the raft port", append(base, "-dev", "-listen", ":7947"), 2, "-raft-port and -listen both use port 7947"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -215,4 +221,110 @@ func TestHooksTakeAStringOrAList(t *testing.T) {
 	if cfg.OnAcquire.Shell != "logger took it" || cfg.OnAcquire.Argv != nil {
 		t.Errorf("the flag did not replace the file's list: %+v", cfg.OnAcquire)
 	}
+}
+
+// TestClusterNeedsSecurity: a cluster agent refuses to start without a key, certificates or -insecure, and
+// refuses -insecure beside a key; both before anything listens.
+func TestClusterNeedsSecurity(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "cluster.key")
+	if err := os.WriteFile(key, []byte("c2l4dGVlbi1ieXRlcy1rZXkxMjM0NTY3ODkwYWJjZGU=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(dir, "open.key")
+	if err := os.WriteFile(open, []byte("c2l4dGVlbi1ieXRlcy1rZXkxMjM0NTY3ODkwYWJjZGU=\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"validate", "-backend", "10.0.0.1:6443", "-node", "lb1", "-bind", "127.0.0.1", "-bootstrap-expect", "3", "-data-dir", dir}
+	for _, tt := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"nothing", base, 2, "-encrypt-file: no cluster security configured"},
+		{"a key", append(base, "-encrypt-file", key), 0, "configuration is valid"},
+		{"-insecure", append(base, "-insecure"), 0, "configuration is valid"},
+		{"-insecure and a key", append(base, "-insecure", "-encrypt-file", key), 2, "-insecure: given together with a cluster key"},
+		{"a world-readable key", append(base, "-encrypt-file", open), 2, "-encrypt-file"},
+		{"a missing key", append(base, "-encrypt-file", filepath.Join(dir, "nope")), 2, "-encrypt-file"},
+		{"half of TLS", append(base, "-tls-ca-file", key), 2, "-tls-cert-file"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tt.args, &stdout, &stderr)
+			if out := stdout.String() + stderr.String(); code != tt.code || !strings.Contains(out, tt.want) {
+				t.Fatalf("exit %d, output %q; want exit %d and %q", code, out, tt.code, tt.want)
+			}
+		})
+	}
+}
+
+// TestTLSCreateAndKeyring: vipd tls makes a CA and a node certificate the agent accepts; vipd keyring talks to
+// a running -dev agent (which made a throw-away key) and rotates to a new key.
+func TestTLSCreateAndKeyring(t *testing.T) {
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	for _, args := range [][]string{
+		{"tls", "ca", "create", "-dir", dir},
+		{"tls", "cert", "create", "-dir", dir, "-node", "lb1", "-ca", filepath.Join(dir, "vipd-ca.pem"), "-ca-key", filepath.Join(dir, "vipd-ca-key.pem"), "-ip", "127.0.0.1"},
+	} {
+		if code := run(args, &out, &errOut); code != 0 {
+			t.Fatalf("vipd %s: exit %d: %s", strings.Join(args, " "), code, errOut.String())
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "lb1-key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("node key: %v, mode %v", err, fi.Mode())
+	}
+	if code := run([]string{"tls", "cert", "create", "-dir", dir, "-node", "lb1", "-ca", filepath.Join(dir, "vipd-ca.pem"), "-ca-key", filepath.Join(dir, "vipd-ca-key.pem")}, &out, &errOut); code != 2 {
+		t.Errorf("overwriting a node key: exit %d, want 2", code)
+	}
+	out.Reset()
+	validate := []string{"validate", "-backend", "10.0.0.1:6443", "-node", "lb1", "-bind", "127.0.0.1", "-bootstrap-expect", "3",
+		"-data-dir", filepath.Join(dir, "data"), "-tls-ca-file", filepath.Join(dir, "vipd-ca.pem"),
+		"-tls-cert-file", filepath.Join(dir, "lb1.pem"), "-tls-key-file", filepath.Join(dir, "lb1-key.pem")}
+	if code := run(validate, &out, &errOut); code != 0 || !strings.Contains(out.String(), "security: mtls") {
+		t.Fatalf("vipd validate with the new certificate: exit %d, %s %s", code, out.String(), errOut.String())
+	}
+
+	admin := freeAddr(t)
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"agent", "-dev", "-node", "lb1", "-nice", "0", "-http-addr", admin, "-listen", freeAddr(t),
+			"-backend", "127.0.0.1:1", "-gossip-port", port(t), "-raft-port", port(t)}, io.Discard, io.Discard)
+	}()
+	t.Cleanup(func() {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		<-done
+	})
+	key := "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+	testutil.WaitFor(t, 10*time.Second, "the dev agent to lead", func() bool {
+		out.Reset()
+		return run([]string{"status", "-http-addr", admin}, &out, io.Discard) == 0 && regexp.MustCompile(`Role:\s+leader`).MatchString(out.String())
+	})
+	for _, args := range [][]string{{"keyring", "-install", key}, {"keyring", "-use", key}} {
+		errOut.Reset()
+		if code := run(append(args, "-http-addr", admin), &out, &errOut); code != 0 {
+			t.Fatalf("vipd %s: exit %d: %s", args[1], code, errOut.String())
+		}
+	}
+	errOut.Reset()
+	if code := run([]string{"keyring", "-remove", key, "-http-addr", admin}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "primary") {
+		t.Errorf("removing the primary key: exit %d, %q; want a refusal naming the primary", code, errOut.String())
+	}
+	testutil.WaitFor(t, 5*time.Second, "two keys, the new one primary on the node", func() bool {
+		out.Reset()
+		run([]string{"keyring", "-list", "-http-addr", admin}, &out, io.Discard)
+		return strings.Count(out.String(), "1/1") == 3 // both installed on 1/1, one primary on 1/1
+	})
+	if code := run([]string{"keyring", "-install", "not-base64!", "-http-addr", admin}, &out, &errOut); code == 0 {
+		t.Error("installing a malformed key succeeded")
+	}
+}
+
+func port(t *testing.T) string {
+	t.Helper()
+	a := freeAddr(t)
+	_, p, _ := net.SplitHostPort(a)
+	return p
 }
