@@ -32,6 +32,9 @@ var (
 	ErrUnknownNode = errors.New("unknown node")
 	// ErrQuorum is returned by ForceLeave when removing the node would leave the alive voters without quorum.
 	ErrQuorum = errors.New("would break quorum")
+	// ErrNoLeaseProof is returned by VerifyLeader when raft confirmed leadership but no quorum has
+	// acknowledged a heartbeat of the current term (a new term began, or the acknowledgements are missing).
+	ErrNoLeaseProof = errors.New("no quorum acknowledgement in this term")
 	// ErrDuplicateName is reported (Status().Problem, logs) when another live node already uses -node.
 	ErrDuplicateName = errors.New("duplicate node name")
 )

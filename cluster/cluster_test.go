@@ -194,10 +194,10 @@ func TestTransferLeadership(t *testing.T) {
 	if err := tc.nodes[to].c.Barrier(ctx); err != nil {
 		t.Errorf("barrier on new leader: %v", err)
 	}
-	if err := tc.nodes[to].c.VerifyLeader(ctx); err != nil {
+	if _, err := tc.nodes[to].c.VerifyLeader(ctx); err != nil {
 		t.Errorf("verify on new leader: %v", err)
 	}
-	if err := tc.nodes[leader].c.VerifyLeader(ctx); err == nil {
+	if _, err := tc.nodes[leader].c.VerifyLeader(ctx); err == nil {
 		t.Error("verify on old leader succeeded")
 	}
 	if err := tc.nodes[to].c.TransferLeadership(ctx, ""); err != nil {

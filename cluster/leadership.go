@@ -120,27 +120,31 @@ func (c *Cluster) Barrier(ctx context.Context) error {
 	return nil
 }
 
-// VerifyLeader checks with a quorum that this node is still leader. It returns promptly on a follower and
-// within the lease timeout on a leader that lost its quorum; it returns ctx.Err() as soon as ctx ends,
+// VerifyLeader checks with a quorum that this node is still leader, and returns the time since which a quorum
+// (this node included) is known to have heard from it: the send time of the acknowledged heartbeats that
+// make the quorum, never the time of the call (see lease.go for why the difference matters after a pause).
+// It returns promptly on a follower and within the lease timeout on a leader that lost its quorum; it
+// returns ctx.Err() as soon as ctx ends,
 // leaving raft to finish the check in the background (Shutdown waits for that, so nothing outlives it).
 //
 // raft v1.8.0 never answers a verification queued while it shuts down (its verify future has no shutdown
 // channel, and after shutdown VerifyLeader queues one half of the time), so none may be under way then:
 // the goroutine waiting for raft's answer holds verifyMu shared, Shutdown stops raft holding it exclusively,
 // and a VerifyLeader after Shutdown is refused.
-func (c *Cluster) VerifyLeader(ctx context.Context) error {
+func (c *Cluster) VerifyLeader(ctx context.Context) (time.Time, error) {
 	r := c.rft.Load()
 	if r == nil {
-		return ErrNotStarted
+		return time.Time{}, ErrNotStarted
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	c.verifyMu.RLock()
 	if c.stopped.Load() {
 		c.verifyMu.RUnlock()
-		return ErrNotStarted
+		return time.Time{}, ErrNotStarted
 	}
+	term := r.CurrentTerm()
 	f := r.VerifyLeader()
 	done := make(chan error, 1)
 	go func() {
@@ -150,12 +154,26 @@ func (c *Cluster) VerifyLeader(ctx context.Context) error {
 	select {
 	case err := <-done:
 		if err != nil {
-			return fmt.Errorf("verify raft leadership: %w", err)
+			return time.Time{}, fmt.Errorf("verify raft leadership: %w", err)
 		}
-		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return time.Time{}, ctx.Err()
 	}
+	cfg, err := c.configuration()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("verify raft leadership: %w", err)
+	}
+	var voters []raft.ServerID
+	for _, s := range cfg.Servers {
+		if s.Suffrage == raft.Voter {
+			voters = append(voters, s.ID)
+		}
+	}
+	since, ok := c.trans.acks.quorumSince(raft.ServerID(c.cfg.NodeName), voters, term, time.Now())
+	if !ok || r.CurrentTerm() != term {
+		return time.Time{}, fmt.Errorf("verify raft leadership: %w", ErrNoLeaseProof)
+	}
+	return since, nil
 }
 
 // TransferLeadership hands leadership to toNode ("" = the most up-to-date voter raft picks) and waits until

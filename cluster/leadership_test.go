@@ -51,14 +51,19 @@ func TestVerifyLeaderHonoursContext(t *testing.T) {
 	tc := makeCluster(t, 3, true, calmOpt)
 	leader := tc.stable()
 	c := tc.nodes[leader].c
-	if err := c.VerifyLeader(context.Background()); err != nil {
+	before := time.Now()
+	since, err := c.VerifyLeader(context.Background())
+	if err != nil {
 		t.Fatalf("verify on a healthy leader: %v", err)
+	}
+	if since.After(time.Now()) || before.Sub(since) > time.Second {
+		t.Errorf("verify's proof %v is not a recent heartbeat (called at %v)", since, before)
 	}
 	tc.partition(leader)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err := c.VerifyLeader(ctx)
+	_, err = c.VerifyLeader(ctx)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("verify with an expiring context on a cut-off leader: %v", err)
 	}
@@ -67,13 +72,13 @@ func TestVerifyLeaderHonoursContext(t *testing.T) {
 	}
 	canceled, cancelNow := context.WithCancel(context.Background())
 	cancelNow()
-	if err := c.VerifyLeader(canceled); !errors.Is(err, context.Canceled) {
+	if _, err := c.VerifyLeader(canceled); !errors.Is(err, context.Canceled) {
 		t.Errorf("verify with a canceled context: %v", err)
 	}
 	// Shutdown while raft may still be verifying: it waits for raft's answer, then stops.
 	go c.VerifyLeader(context.Background())
 	tc.kill(leader)
-	if err := c.VerifyLeader(context.Background()); !errors.Is(err, ErrNotStarted) {
+	if _, err := c.VerifyLeader(context.Background()); !errors.Is(err, ErrNotStarted) {
 		t.Errorf("verify after shutdown: %v", err)
 	}
 }

@@ -21,6 +21,19 @@ type raftTransport struct {
 	*raft.NetworkTransport
 	srv  *rpcServer
 	dial *dialLayer
+	acks *ackLog // acknowledged AppendEntries, for the lease proof (lease.go)
+}
+
+// AppendEntries sends one AppendEntries (raft's heartbeats and non-pipelined replication come through here)
+// and records, when the peer acknowledged it in the request's term, when it was sent.
+func (t *raftTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest,
+	resp *raft.AppendEntriesResponse) error {
+	sent := time.Now()
+	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
+	if err == nil && resp.Success && resp.Term == args.Term {
+		t.acks.record(id, args.Term, sent)
+	}
+	return err
 }
 
 var (
@@ -64,7 +77,7 @@ func newRaftTransport(bind string, advertise *net.TCPAddr, auth *peerAuth, filte
 		Logger:  hlog.Named("transport"),
 	})
 	srv.start()
-	return &raftTransport{NetworkTransport: nt, srv: srv, dial: dl}, nil
+	return &raftTransport{NetworkTransport: nt, srv: srv, dial: dl, acks: newAckLog()}, nil
 }
 
 // dialLayer is the outbound StreamLayer of raft's NetworkTransport: Dial authenticates (peerAuth.client)

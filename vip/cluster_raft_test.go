@@ -282,7 +282,7 @@ func TestClusterVerifyLeaderAfterShutdown(t *testing.T) {
 	for i := range 20 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		errc := make(chan error, 1)
-		go func() { errc <- lead.VerifyLeader(ctx) }()
+		go func() { _, err := lead.VerifyLeader(ctx); errc <- err }()
 		select {
 		case err := <-errc:
 			if err == nil {

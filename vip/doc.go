@@ -34,8 +34,12 @@
 // announcement is gated on a recent proof of leadership (the fence), and Config derives that gate from the
 // Raft heartbeat timeout it is given, because of this argument:
 //
-//   - A Barrier or VerifyLeader that started at t and succeeded shows that a quorum of voters heard from this
-//     leader at or after t.
+//   - A Barrier that started at t and committed shows that a quorum of voters heard from this leader at or
+//     after t (only answers to requests carrying the barrier entry commit it). A VerifyLeader does not show
+//     that much about its own start: raft counts an answer to a heartbeat sent before the call, which is what
+//     a leader resuming from a pause reads first. So VerifyLeader returns t itself — for the cluster, the send
+//     time of the acknowledged heartbeats that make the quorum (package cluster, lease.go) — and the fence
+//     counts from that.
 //   - A voter starts an election, or votes for another candidate, only once it has not heard from its leader
 //     for RaftHeartbeat (raft's follower timer and leader stickiness; pre-vote too). Any quorum that elects a
 //     new leader shares a voter with the one above, so no new leader can exist before t + RaftHeartbeat.

@@ -23,7 +23,8 @@ type fence struct {
 
 func newFence(window time.Duration) *fence { return &fence{window: window, epoch: time.Now()} }
 
-// confirm records a leadership proof whose round started at start (a time.Now reading).
+// confirm records a proof that a quorum heard from this leader at or after start (a time.Now reading): a
+// barrier's start, or the time VerifyLeader reports.
 func (f *fence) confirm(start time.Time) {
 	until := int64(start.Sub(f.epoch) + f.window)
 	for {

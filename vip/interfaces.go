@@ -3,6 +3,7 @@ package vip
 import (
 	"context"
 	"net/netip"
+	"time"
 )
 
 // Kernel is the only code that touches netlink and raw sockets, so that the leadership logic in
@@ -73,8 +74,11 @@ type Leadership interface {
 	// Barrier commits a barrier entry: success proves this node leads the current term and has
 	// applied everything before it.
 	Barrier(ctx context.Context) error
-	// VerifyLeader confirms with a quorum that this node is still leader.
-	VerifyLeader(ctx context.Context) error
+	// VerifyLeader confirms with a quorum that this node is still leader, and returns the time since which
+	// every member of that quorum is known to have heard from it — for the cluster, the send time of the
+	// acknowledged heartbeats, which after a pause can be long before the call: the answer fence counts
+	// from it (fence.go), never from the call.
+	VerifyLeader(ctx context.Context) (time.Time, error)
 	// TransferLeadership hands leadership to toNode ("" = any suitable voter) and returns once done
 	// or failed.
 	TransferLeadership(ctx context.Context, toNode string) error

@@ -779,3 +779,28 @@ func TestNewManagerValidates(t *testing.T) {
 		t.Fatalf("witness without VIP/kernel/health: %v", err)
 	}
 }
+
+// TestStaleVerifyProofKeepsTheFenceClosed: a VerifyLeader that succeeds on stale evidence — what a leader
+// resuming from a pause reads first, the answers to heartbeats it sent before the pause — reports a proof
+// from before the pause. The fence counts from that proof, not from the call, so the holder stays silent
+// until a fresh proof arrives (the compose suite caught a resumed leader answering beside the new one).
+func TestStaleVerifyProofKeepsTheFenceClosed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, nil)
+		r.start(t)
+		r.lead(t) // barrier now: the fence is open for AnswerWindow
+		r.l.SetVerifyAge(2 * testHeartbeat)
+		sleep(testHeartbeat + time.Nanosecond) // the barrier's window is over; only verifications since
+		if r.k.AllowsNow() {
+			t.Fatal("fence open on verifications whose quorum heard from this node two windows ago")
+		}
+		if !r.holding() {
+			t.Fatal("a stale proof is not a refusal: the VIP must stay configured")
+		}
+		r.l.SetVerifyAge(0)
+		sleep(testHeartbeat) // at least one verification round (VerifyInterval is a third of the window)
+		if !r.k.AllowsNow() {
+			t.Fatal("fence not reopened by a fresh proof")
+		}
+	})
+}

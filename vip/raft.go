@@ -3,6 +3,7 @@ package vip
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/vipd/vipd/cluster"
 )
@@ -60,8 +61,10 @@ func (l ClusterLeadership) WatchLeadership() (<-chan LeaderState, func()) {
 // Barrier commits a barrier: proof that this node leads the current term.
 func (l ClusterLeadership) Barrier(ctx context.Context) error { return l.c.Barrier(ctx) }
 
-// VerifyLeader confirms with a quorum that this node still leads.
-func (l ClusterLeadership) VerifyLeader(ctx context.Context) error { return l.c.VerifyLeader(ctx) }
+// VerifyLeader confirms with a quorum that this node still leads, and since when the quorum heard from it.
+func (l ClusterLeadership) VerifyLeader(ctx context.Context) (time.Time, error) {
+	return l.c.VerifyLeader(ctx)
+}
 
 // TransferLeadership hands leadership to toNode ("" = any).
 func (l ClusterLeadership) TransferLeadership(ctx context.Context, toNode string) error {

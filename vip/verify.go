@@ -9,10 +9,11 @@ import (
 // This file keeps the holder's proof of leadership fresh: a VerifyLeader every VerifyInterval, each
 // success moving the answer fence forward, a refusal releasing the VIP.
 
-// verifyResult is the outcome of one background VerifyLeader for acquisition number gen.
+// verifyResult is the outcome of one background VerifyLeader for acquisition number gen: the time since
+// which a quorum is known to have heard from this leader, or the error.
 type verifyResult struct {
 	gen   uint64
-	start time.Time
+	since time.Time
 	err   error
 }
 
@@ -24,11 +25,11 @@ func (l *loop) startVerify() {
 	}
 	l.verifying = true
 	gen, timeout := l.gen, 2*l.cfg.VerifyInterval
-	start := time.Now()
 	l.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(l.ctx, timeout)
 		defer cancel()
-		l.verifyRes <- verifyResult{gen: gen, start: start, err: l.m.lead.VerifyLeader(ctx)}
+		since, err := l.m.lead.VerifyLeader(ctx)
+		l.verifyRes <- verifyResult{gen: gen, since: since, err: err}
 	})
 }
 
@@ -58,6 +59,6 @@ func (l *loop) onVerify(r verifyResult) {
 		l.after(&l.retry, l.cfg.VerifyInterval) // still leader? a fresh barrier decides
 		return
 	}
-	l.fence.confirm(r.start)
+	l.fence.confirm(r.since) // when the quorum heard from us, not when we asked: see Leadership.VerifyLeader
 	l.after(&l.verify, l.cfg.VerifyInterval)
 }

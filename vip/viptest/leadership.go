@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/vipd/vipd/internal/notify"
 	"github.com/vipd/vipd/vip"
@@ -31,6 +32,7 @@ type FakeLeadership struct {
 	verifyErr   error
 	transferErr error
 	verifyHang  chan struct{} // non-nil: VerifyLeader waits until it is closed or its ctx is done
+	verifyAge   time.Duration // how much older than the call VerifyLeader's proof is
 	barriers    int
 	verifies    int
 	transfers   []string
@@ -144,9 +146,11 @@ func (f *FakeLeadership) Barrier(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// VerifyLeader succeeds while leader unless an error was injected; while HangVerify is on it waits, and
-// returns an error wrapping ctx.Err() once ctx is done.
-func (f *FakeLeadership) VerifyLeader(ctx context.Context) error {
+// VerifyLeader succeeds while leader unless an error was injected, with a proof as old as SetVerifyAge
+// says (the time of the call by default); while HangVerify is on it waits, and returns an error wrapping
+// ctx.Err() once ctx is done.
+func (f *FakeLeadership) VerifyLeader(ctx context.Context) (time.Time, error) {
+	start := time.Now()
 	f.mu.Lock()
 	f.verifies++
 	f.log.Add("raft:verify")
@@ -156,18 +160,26 @@ func (f *FakeLeadership) VerifyLeader(ctx context.Context) error {
 		select {
 		case <-hang:
 		case <-ctx.Done():
-			return fmt.Errorf("viptest: verify leader: %w", ctx.Err())
+			return time.Time{}, fmt.Errorf("viptest: verify leader: %w", ctx.Err())
 		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.verifyErr != nil {
-		return f.verifyErr
+		return time.Time{}, f.verifyErr
 	}
 	if !f.leader {
-		return ErrNotLeader
+		return time.Time{}, ErrNotLeader
 	}
-	return ctx.Err()
+	return start.Add(-f.verifyAge), ctx.Err()
+}
+
+// SetVerifyAge makes VerifyLeader report that the quorum heard from this node age before the call, as a
+// cluster does whose heartbeat acknowledgements are stale (a leader that was paused).
+func (f *FakeLeadership) SetVerifyAge(age time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.verifyAge = age
 }
 
 // TransferLeadership records the target and, on success, makes this node a follower.
