@@ -51,7 +51,8 @@ func (a *Agent) guardRead(h http.HandlerFunc) http.Handler {
 // guardWrite admits a request that changes the cluster only if no web page could have sent it: POST (the
 // route), an IP or localhost Host, Content-Type application/json (a cross-site page cannot send that without
 // a CORS preflight, which this API never grants), no Origin or Sec-Fetch-Site header (the CLI never sends
-// them, browsers always do), and — when the API listens beyond loopback — the bearer token of -http-token-file.
+// them, browsers always do) — and only from this machine, unless -http-token-file is set, in which case every
+// write needs its bearer token.
 func (a *Agent) guardWrite(h http.HandlerFunc) http.Handler {
 	return a.guardRead(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Origin") != "" || r.Header.Get("Sec-Fetch-Site") != "" {
@@ -69,8 +70,8 @@ func (a *Agent) guardWrite(h http.HandlerFunc) http.Handler {
 				http.Error(w, "missing or wrong bearer token (give the CLI -http-token-file)", http.StatusUnauthorized)
 				return
 			}
-		} else if !a.adminLoopback {
-			http.Error(w, "refused: the admin API listens beyond loopback without -http-token-file; changes need a token", http.StatusForbidden)
+		} else if !fromLoopback(r.RemoteAddr) {
+			http.Error(w, "refused: changes from another machine need the agent's -http-token-file and its bearer token", http.StatusForbidden)
 			return
 		}
 		h(w, r)
@@ -130,7 +131,7 @@ func (a *Agent) warnAdminExposure() {
 	switch {
 	case a.adminLoopback:
 	case a.token() == "":
-		a.log.Warn(fmt.Sprintf("admin API listens on %s beyond loopback: anyone who reaches it can read the cluster's state, and changes (leave, force-leave, keyring) are refused until you give -http-token-file", a.cfg.HTTPAddr))
+		a.log.Warn(fmt.Sprintf("admin API listens on %s beyond loopback: anyone who reaches it can read the cluster's state; changes (leave, force-leave, reload, keyring) are taken from this machine only until you give -http-token-file", a.cfg.HTTPAddr))
 	default:
 		a.log.Warn(fmt.Sprintf("admin API listens on %s beyond loopback: reads are open to whoever reaches it; changes need the bearer token of -http-token-file", a.cfg.HTTPAddr))
 	}
@@ -142,4 +143,10 @@ func (a *Agent) token() string {
 		return *t
 	}
 	return ""
+}
+
+// fromLoopback reports whether a request's peer (http.Request.RemoteAddr) is this machine.
+func fromLoopback(remote string) bool {
+	ap, err := netip.ParseAddrPort(remote)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -43,6 +44,7 @@ var lbs = []string{"lb1", "lb2", "lb3"}
 type env struct {
 	root       string // repository root (holds docker-compose.yml)
 	context    string // private docker build context: bin/ and docker/ only
+	keyDir     string // holds cluster.key (0600), mounted into every vipd container
 	project    string
 	clientNet  string // first three octets, e.g. "172.28.1"
 	clusterNet string
@@ -89,12 +91,25 @@ func newEnv(t *testing.T) *env {
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{root: root, context: t.TempDir(), garp: true, macs: map[string]string{},
+	e := &env{root: root, context: t.TempDir(), keyDir: t.TempDir(), garp: true, macs: map[string]string{},
 		project: fmt.Sprintf("%s%dx%s", projectPrefix, time.Now().Unix(), hex.EncodeToString(b))}
+	e.writeKey(t)
 	e.removeStaleProjects(t)
 	e.clientNet, e.clusterNet = e.freeSubnets(t)
 	t.Logf("compose project %s, client %s.0/24 (VIP %s), cluster %s.0/24", e.project, e.clientNet, e.vip(), e.clusterNet)
 	return e
+}
+
+// writeKey makes the run's cluster key: the nodes authenticate Raft and gossip with it, as users' do.
+func (e *env) writeKey(t *testing.T) {
+	t.Helper()
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.keyDir, "cluster.key"), []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // environ is the environment docker-compose sees: it picks the image tag,
@@ -106,6 +121,7 @@ func (e *env) environ() []string {
 		"VIPD_CLIENT_NET="+e.clientNet,
 		"VIPD_CLUSTER_NET="+e.clusterNet,
 		"VIPD_GARP="+strconv.FormatBool(e.garp),
+		"VIPD_KEY_DIR="+e.keyDir,
 		"COMPOSE_DOCKER_CLI_BUILD=0", "DOCKER_BUILDKIT=0",
 	)
 }

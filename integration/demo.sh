@@ -22,6 +22,14 @@ compose build -q
 docker images --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' vipd-agent:dev
 docker images --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' vipd-apiserver:dev
 
+# The nodes authenticate Raft and gossip with a cluster key, as a real deployment would.
+export VIPD_KEY_DIR=${VIPD_KEY_DIR:-$PWD/.vipd-demo}
+if [ ! -s "$VIPD_KEY_DIR/cluster.key" ]; then
+	mkdir -p "$VIPD_KEY_DIR"
+	(umask 077 && bin/vipd keygen > "$VIPD_KEY_DIR/cluster.key")
+	echo "  made a cluster key: $VIPD_KEY_DIR/cluster.key (mode 0600)"
+fi
+
 say "Starting lb1..lb3 (vipd) and api1..api3 (fake kube-apiservers); the VIP is ${NET}.50"
 # A second `make demo` starts again from fresh nodes: remove the old ones first (a recreate in place would
 # replace them one by one, mixing new, empty nodes with the old cluster).

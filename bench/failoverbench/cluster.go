@@ -107,6 +107,7 @@ type cluster struct {
 	self    string
 	dir     string
 	setting raftSetting
+	sec     security
 	nodes   []*node
 }
 
@@ -149,6 +150,7 @@ func (c *cluster) startVipd(n *node) error {
 		args = append(args, "-raft-heartbeat", s.heartbeat.String(), "-raft-election", s.election.String(),
 			"-raft-lease", s.lease.String())
 	}
+	args = append(args, c.sec.flags(n.name)...)
 	args = append(args, extraFlags...)
 	p, err := c.ps.start(filepath.Join(c.dir, n.name+".vipd.log"), args...)
 	n.vipd = p

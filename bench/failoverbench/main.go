@@ -57,6 +57,7 @@ func run(args []string) int {
 	only := fs.String("only", "", "run only scenarios whose name contains this")
 	keep := fs.Bool("keep-logs", false, "keep the temporary directory with every process's log")
 	extra := fs.String("vipd-flags", "", "extra flags for every vipd agent, space-separated (e.g. \"-nice 0\")")
+	secMode := fs.String("security", "key", "how the agents authenticate each other: key (as users run it), mtls, or insecure")
 	soakFor := fs.Duration("soak", 0, "instead of the failover scenarios: steady state for this long with both cores saturated by busy loops; counts leader changes")
 	fs.Parse(args)
 
@@ -156,13 +157,22 @@ func run(args []string) int {
 	}()
 
 	extraFlags = strings.Fields(*extra)
-	if *soakFor > 0 {
-		return runSoak(ctx, t, ps, vipd, self, dir, obs, lo, *soakFor)
+	sec := security{mode: *secMode, dir: dir}
+	var ips []string
+	for i := range t.nodes {
+		ips = append(ips, t.nodeIP(i))
 	}
-	fmt.Printf("failoverbench: 3 nodes + client in namespaces %s-*, probe every 10 ms (50 ms budget), %d trials per scenario\n", t.prefix, *trials)
+	if err := sec.prepare(t.nodes, ips); err != nil {
+		fmt.Fprintln(os.Stderr, "failoverbench:", err)
+		return 2
+	}
+	if *soakFor > 0 {
+		return runSoak(ctx, t, ps, vipd, self, dir, sec, obs, lo, *soakFor)
+	}
+	fmt.Printf("failoverbench: 3 nodes + client in namespaces %s-*, security %s, probe every 10 ms (50 ms budget), %d trials per scenario\n", t.prefix, sec.mode, *trials)
 	var tables []table
 	for _, s := range settings {
-		c := &cluster{t: t, ps: ps, vipdBin: vipd, self: self, dir: dir, setting: s}
+		c := &cluster{t: t, ps: ps, vipdBin: vipd, self: self, dir: dir, setting: s, sec: sec}
 		if err := c.start(); err != nil {
 			fmt.Fprintln(os.Stderr, "failoverbench:", err)
 			return 1
@@ -202,8 +212,8 @@ func run(args []string) int {
 var extraFlags []string
 
 // runSoak is the stability measurement: default settings, steady state, both cores saturated.
-func runSoak(ctx context.Context, t *topo, ps *procs, vipd, self, dir string, obs *observer, lo *loWatch, d time.Duration) int {
-	c := &cluster{t: t, ps: ps, vipdBin: vipd, self: self, dir: dir, setting: raftSetting{name: "default"}}
+func runSoak(ctx context.Context, t *topo, ps *procs, vipd, self, dir string, sec security, obs *observer, lo *loWatch, d time.Duration) int {
+	c := &cluster{t: t, ps: ps, vipdBin: vipd, self: self, dir: dir, setting: raftSetting{name: "default"}, sec: sec}
 	defer c.stop()
 	if err := c.start(); err != nil {
 		fmt.Fprintln(os.Stderr, "failoverbench:", err)
