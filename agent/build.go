@@ -86,7 +86,7 @@ func (a *Agent) buildVIP() error {
 		HookTimeout:   cfg.HookTimeout,
 		Logger:        a.log.With("component", "vip"),
 		Metrics:       metrics,
-	}, vip.NewClusterLeadership(a.cluster, cfg.Node), a.healthSource(), kernel)
+	}, clusterLeadership{a.cluster, cfg.Node}, a.healthSource(), kernel)
 	if err != nil {
 		if a.closeKernel != nil {
 			_ = a.closeKernel()

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/vipd/vipd/cluster"
@@ -9,8 +10,88 @@ import (
 	"github.com/vipd/vipd/vip"
 )
 
-// The cluster-to-VIP glue, in one place: what the VIP manager learns about this node's health, what this node
-// gossips about itself, and to whom it hands leadership when it steps aside.
+// The cluster-to-VIP glue, in one place: how the VIP manager sees Raft (clusterLeadership), what it learns
+// about this node's health, what this node gossips about itself (publishMeta), and to whom it hands
+// leadership when it steps aside (handOver). Package vip depends on nothing but its seams; this file is
+// the only code that knows both cluster and vip.
+
+// clusterLeadership is the vip.Leadership of a cluster node: Raft decides who leads, and the candidates for
+// a hand-off come from gossip metadata.
+//
+// Only the Manager may move leadership while it holds the VIP, because it releases first: a raw transfer
+// (cluster.TransferLeadership or cluster.Leave) skips pre-vote, so the target can win and commit a barrier
+// with the third node before the old holder has seen that it lost — two holders for a few milliseconds.
+type clusterLeadership struct {
+	c    *cluster.Cluster
+	self string
+}
+
+var _ vip.Leadership = clusterLeadership{}
+
+// WatchLeadership follows Raft's leadership of this node, with the term of each state, so the Manager tells a
+// coalesced loss and regain from a duplicate. The two packages keep their own LeaderState (vip depends on
+// nothing of cluster's), so one goroutine forwards, keeping only the newest state as both channels do.
+func (l clusterLeadership) WatchLeadership() (<-chan vip.LeaderState, func()) {
+	in, stopIn := l.c.WatchLeadership()
+	out := make(chan vip.LeaderState, 1)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case v, ok := <-in:
+				if !ok { // the cluster can no longer tell: the Manager treats a closed channel as lost
+					close(out)
+					return
+				}
+				select { // drop an unread state: only the newest counts
+				case <-out:
+				default:
+				}
+				out <- vip.LeaderState{Leader: v.Leader, Term: v.Term} // cannot block: capacity 1, emptied above, one sender
+			case <-done:
+				return
+			}
+		}
+	})
+	return out, sync.OnceFunc(func() {
+		close(done)
+		wg.Wait()
+		stopIn()
+	})
+}
+
+// Barrier commits a barrier: proof that this node leads the current term.
+func (l clusterLeadership) Barrier(ctx context.Context) error { return l.c.Barrier(ctx) }
+
+// VerifyLeader confirms with a quorum that this node still leads, and since when the quorum heard from it.
+func (l clusterLeadership) VerifyLeader(ctx context.Context) (time.Time, error) {
+	return l.c.VerifyLeader(ctx)
+}
+
+// TransferLeadership hands leadership to toNode ("" = any).
+func (l clusterLeadership) TransferLeadership(ctx context.Context, toNode string) error {
+	return l.c.TransferLeadership(ctx, toNode)
+}
+
+// Peers lists the other members: healthy means alive, gossiping healthy and not a witness (a witness never
+// holds the VIP); a voter is a Raft leader or follower.
+func (l clusterLeadership) Peers() []vip.Peer {
+	var out []vip.Peer
+	for _, m := range l.c.Members() {
+		if m.Name == l.self {
+			continue
+		}
+		out = append(out, vip.Peer{
+			Name:     m.Name,
+			Healthy:  m.Status == cluster.StatusAlive && m.Meta.Healthy && !m.Meta.Witness,
+			Witness:  m.Meta.Witness,
+			Priority: m.Meta.Priority,
+			Voter:    m.Role == cluster.RoleLeader || m.Role == cluster.RoleFollower,
+		})
+	}
+	return out
+}
 
 // healthSource is what gates VIP leadership: this node's own health, or for a witness a node that is never
 // healthy, so leadership is always handed on.
@@ -48,7 +129,7 @@ func (a *Agent) handOver(ctx context.Context) {
 	if !a.cluster.IsLeader() {
 		return
 	}
-	next, ok := vip.Successor(vip.NewClusterLeadership(a.cluster, a.cfg.Node).Peers())
+	next, ok := vip.Successor(clusterLeadership{a.cluster, a.cfg.Node}.Peers())
 	if !ok {
 		return
 	}
@@ -59,31 +140,22 @@ func (a *Agent) handOver(ctx context.Context) {
 	a.log.Info("leadership handed over before leaving", "to", next.Name)
 }
 
-// publishMeta keeps this node's gossip metadata (health, VIP held) level with reality, so peers choose a
-// healthy leader and `vipd members` is true on every node.
-func (a *Agent) publishMeta(ctx context.Context) {
-	var healthCh, vipCh <-chan struct{}
-	if a.node != nil {
-		ch, cancel := a.node.Subscribe()
-		defer cancel()
-		healthCh = ch
-	}
-	if a.vip != nil {
-		ch, cancel := a.vip.Subscribe()
-		defer cancel()
-		vipCh = ch
-	}
-	// Republish unchanged metadata now and then: memberlist drops an update whose broadcast times out, and
-	// peers would then show a stale VIP holder until the next change.
-	const republish = 2 * time.Second
-	ticker := time.NewTicker(republish)
+// metaRepublish is how often unchanged metadata is gossiped again: memberlist drops an update whose
+// broadcast times out, and peers would then show a stale VIP holder until the next change.
+const metaRepublish = 2 * time.Second
+
+// publishMeta keeps a node's gossip metadata (health, VIP held) level with reality, so peers choose a healthy
+// leader and `vipd members` is true on every node: it gossips local() at once when health or held signals (a
+// nil channel never does), and every metaRepublish regardless. It returns when ctx is done.
+func publishMeta(ctx context.Context, c *cluster.Cluster, local func() cluster.Meta, health, held <-chan struct{}) {
+	ticker := time.NewTicker(metaRepublish)
 	defer ticker.Stop()
 	var last cluster.Meta
 	var lastAt time.Time
 	for {
-		m := a.localMeta()
-		if lastAt.IsZero() || m != last || time.Since(lastAt) >= republish {
-			a.cluster.UpdateMeta(func(dst *cluster.Meta) {
+		m := local()
+		if lastAt.IsZero() || m != last || time.Since(lastAt) >= metaRepublish {
+			c.UpdateMeta(func(dst *cluster.Meta) {
 				dst.Healthy, dst.ListenerUp = m.Healthy, m.ListenerUp
 				dst.HealthyBackends, dst.TotalBackends = m.HealthyBackends, m.TotalBackends
 				dst.Witness, dst.Priority, dst.VIPHeld = m.Witness, m.Priority, m.VIPHeld
@@ -93,11 +165,27 @@ func (a *Agent) publishMeta(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-healthCh:
-		case <-vipCh:
+		case <-health:
+		case <-held:
 		case <-ticker.C:
 		}
 	}
+}
+
+// publishMeta is the agent's publisher: its node health and its VIP manager.
+func (a *Agent) publishMeta(ctx context.Context) {
+	var healthCh, heldCh <-chan struct{}
+	if a.node != nil {
+		ch, cancel := a.node.Subscribe()
+		defer cancel()
+		healthCh = ch
+	}
+	if a.vip != nil {
+		ch, cancel := a.vip.Subscribe()
+		defer cancel()
+		heldCh = ch
+	}
+	publishMeta(ctx, a.cluster, a.localMeta, healthCh, heldCh)
 }
 
 func (a *Agent) localMeta() cluster.Meta {

@@ -5,6 +5,7 @@ package vip_test
 import (
 	"context"
 	"errors"
+	"github.com/vipd/vipd/internal/testutil"
 	"net"
 	"net/netip"
 	"os"
@@ -29,7 +30,7 @@ func kernelIn(t *testing.T, n *testNS) *vip.LinuxKernel {
 	t.Helper()
 	var k *vip.LinuxKernel
 	var err error
-	n.do(t, func() { k, err = vip.NewLinuxKernel(n.ifname, testLogger(t)) })
+	n.do(t, func() { k, err = vip.NewLinuxKernel(n.ifname, testutil.Logger(t)) })
 	if err != nil {
 		t.Fatalf("NewLinuxKernel in %s: %v", n.name, err)
 	}
@@ -253,7 +254,7 @@ func TestAnnouncementMovesClientNeighbourCache(t *testing.T) {
 				t.Fatal(err)
 			}
 			stopA := answering(t, a, ka, ip)
-			waitFor(t, 3*time.Second, "client resolves the VIP to A", func() bool {
+			testutil.WaitFor(t, 3*time.Second, "client resolves the VIP to A", func() bool {
 				l.poke(t, ip)
 				return l.neighbour(t, ip) == macA
 			})
@@ -282,7 +283,7 @@ func TestAnnouncementMovesClientNeighbourCache(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Announce: %v", err)
 			}
-			waitFor(t, time.Second, "client's neighbour entry moves to B", func() bool {
+			testutil.WaitFor(t, time.Second, "client's neighbour entry moves to B", func() bool {
 				return l.neighbour(t, ip) == macB
 			})
 		})

@@ -507,7 +507,7 @@ func TestNDPAnswersReachabilityProbes(t *testing.T) {
 	r := startResponder(t, node, nsVIP6)
 	ip := nsVIP6.Addr()
 	mac := r.k.HardwareAddr().String()
-	waitFor(t, 3*time.Second, "client resolves the VIP", func() bool {
+	itest.WaitFor(t, 3*time.Second, "client resolves the VIP", func() bool {
 		l.poke(t, ip)
 		return l.neighbour(t, ip) == mac
 	})
@@ -516,7 +516,7 @@ func TestNDPAnswersReachabilityProbes(t *testing.T) {
 	sh(t, "ip", "-n", l.client.name, "-6", "neigh", "change", ip.String(), "dev", "br0", "lladdr", mac, "nud", "stale")
 	probes := r.counter(t, "vipd_ndp_messages_total", "answered")
 	l.poke(t, ip) // STALE and used: DELAY, then PROBE with unicast solicitations to the VIP
-	waitFor(t, 5*time.Second, "the client's entry confirmed by a unicast probe", func() bool {
+	itest.WaitFor(t, 5*time.Second, "the client's entry confirmed by a unicast probe", func() bool {
 		return l.neighbourState(t, ip) == netlink.NUD_REACHABLE
 	})
 	if got := r.counter(t, "vipd_ndp_messages_total", "answered"); got <= probes {
@@ -536,7 +536,7 @@ func TestResponderReopensFailedSocket(t *testing.T) {
 		t.Fatalf("before: ARP for the VIP answered by %q, want %s", got, mac)
 	}
 	sh(t, "ip", "-n", node.name, "link", "set", node.ifname, "down")
-	waitFor(t, 5*time.Second, "the ARP socket reopened", func() bool {
+	itest.WaitFor(t, 5*time.Second, "the ARP socket reopened", func() bool {
 		return r.counter(t, "vipd_arp_responder_restarts_total", "arp") >= 1
 	})
 	sh(t, "ip", "-n", node.name, "link", "set", node.ifname, "up")
@@ -557,7 +557,7 @@ func TestResponderRateLimitsOneRequester(t *testing.T) {
 	l := newLAN(t, 1)
 	r := startResponder(t, l.nodes[0], nsVIP4, vip.WithReplyLimits(10, 1000))
 	ip := nsVIP4.Addr()
-	waitFor(t, 5*time.Second, "the responder answers ARP", func() bool {
+	itest.WaitFor(t, 5*time.Second, "the responder answers ARP", func() bool {
 		return arpProbe(t, l, ip, 1, 1, 100*time.Millisecond).answered == 1
 	})
 	// 60 requests from one MAC, 5–10 ms apart: about 0.45 s, so at most two windows of 10 replies.

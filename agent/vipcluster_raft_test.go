@@ -1,4 +1,4 @@
-package vip_test
+package agent
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/vipd/vipd/internal/testutil"
-	"github.com/vipd/vipd/vip"
 )
 
 // These tests run vip.Manager against a REAL Raft cluster (hashicorp/raft over TCP, memberlist over
@@ -174,7 +173,7 @@ func TestClusterRapidHandOffs(t *testing.T) {
 	start := time.Now()
 	for range handOffs {
 		testutil.WaitFor(t, failoverBound, vc.nodes[h].name+" to see a healthy peer", func() bool {
-			for _, p := range vip.NewClusterLeadership(vc.nodes[h].c, vc.nodes[h].name).Peers() {
+			for _, p := range (clusterLeadership{vc.nodes[h].c, vc.nodes[h].name}).Peers() {
 				if p.Healthy && p.Voter {
 					return true
 				}
@@ -278,7 +277,7 @@ func TestClusterVerifyLeaderAfterShutdown(t *testing.T) {
 	h := vc.waitHolder(15*time.Second, "first holder")
 	vc.stopManager(h)
 	vc.kill(h)
-	lead := vip.NewClusterLeadership(vc.nodes[h].c, vc.nodes[h].name)
+	lead := clusterLeadership{vc.nodes[h].c, vc.nodes[h].name}
 	for i := range 20 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		errc := make(chan error, 1)

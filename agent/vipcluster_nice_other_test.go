@@ -1,6 +1,6 @@
 //go:build !linux
 
-package vip_test
+package agent
 
 // setNice is a no-op where the agent does not renice itself either.
 func setNice(int) error { return nil }

@@ -1,4 +1,4 @@
-package vip_test
+package agent
 
 import "github.com/vipd/vipd/internal/sched"
 

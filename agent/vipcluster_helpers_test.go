@@ -1,4 +1,4 @@
-package vip_test
+package agent
 
 import (
 	"context"
@@ -40,7 +40,6 @@ const (
 	clusterElection    = 2 * cluster.DefaultElection
 	clusterLease       = 2 * cluster.DefaultLease
 	clusterGARPRefresh = 200 * time.Millisecond
-	metaPublishEvery   = 20 * time.Millisecond
 )
 
 // clusterLogger returns a logger writing to t.Log (shown only on failure) at level lv, or Debug when
@@ -147,7 +146,7 @@ func newVIPCluster(t *testing.T, n int, opts vipClusterOpts) *vipCluster {
 		if opts.Manager != nil {
 			opts.Manager(i, &mcfg)
 		}
-		m, err := vip.NewManager(mcfg, vip.NewClusterLeadership(c, name), nd.health, nd.kernel)
+		m, err := vip.NewManager(mcfg, clusterLeadership{c, name}, nd.health, nd.kernel)
 		if err != nil {
 			t.Fatalf("vip.NewManager %s: %v", name, err)
 		}
@@ -168,7 +167,14 @@ func newVIPCluster(t *testing.T, n int, opts vipClusterOpts) *vipCluster {
 		}()
 		go func() {
 			defer wg.Done()
-			publishMeta(ctx, nd)
+			healthCh, stopHealth := nd.health.Subscribe()
+			defer stopHealth()
+			heldCh, stopHeld := nd.m.Subscribe()
+			defer stopHeld()
+			local := func() cluster.Meta {
+				return cluster.Meta{Healthy: nd.health.Status().Healthy, ListenerUp: true, VIPHeld: nd.m.Held()}
+			}
+			publishMeta(ctx, nd.c, local, healthCh, heldCh) // the agent's own publisher
 		}()
 		go func() {
 			wg.Wait()
@@ -176,35 +182,6 @@ func newVIPCluster(t *testing.T, n int, opts vipClusterOpts) *vipCluster {
 		}()
 	}
 	return vc
-}
-
-// publishMeta keeps the node's gossiped health and VIP state level with reality, as agent.publishMeta
-// does: at once on a change of health or of the Manager's Held, and every metaPublishEvery regardless.
-func publishMeta(ctx context.Context, nd *vipNode) {
-	healthCh, stopHealth := nd.health.Subscribe()
-	defer stopHealth()
-	heldCh, stopHeld := nd.m.Subscribe()
-	defer stopHeld()
-	tick := time.NewTicker(metaPublishEvery)
-	defer tick.Stop()
-	var last cluster.Meta
-	first := true
-	for {
-		m := cluster.Meta{Healthy: nd.health.Status().Healthy, ListenerUp: true, VIPHeld: nd.m.Held()}
-		if first || m != last {
-			nd.c.UpdateMeta(func(dst *cluster.Meta) {
-				dst.Healthy, dst.ListenerUp, dst.VIPHeld = m.Healthy, m.ListenerUp, m.VIPHeld
-			})
-			last, first = m, false
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-healthCh:
-		case <-heldCh:
-		case <-tick.C:
-		}
-	}
 }
 
 // stopManager stops node i's Manager (releasing the VIP) and its publisher, and checks Run's result.
