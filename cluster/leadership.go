@@ -3,10 +3,11 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/vipd/vipd/internal/notify"
 )
 
 // defaultOpTimeout bounds raft operations whose context has no deadline.
@@ -21,17 +22,16 @@ type LeaderState struct {
 }
 
 // fanout is the single reader of raft's NotifyCh (which, unlike LeaderCh, delivers every transition and blocks
-// raft until read). It hands the latest value to every subscriber through a cap-1 channel that always holds
-// the newest value (drain, then send), so a slow subscriber skips stale values but never misses the last one.
+// raft until read). It hands the latest value, with its term, to every subscriber through notify's
+// broadcaster: a slow subscriber skips stale values but never misses the last one.
 type fanout struct {
-	mu   sync.Mutex
-	cur  LeaderState
-	next int
-	subs map[int]chan LeaderState
-	stop chan struct{}
+	states *notify.Broadcaster[LeaderState]
+	stop   chan struct{}
 }
 
-func newFanout() *fanout { return &fanout{subs: map[int]chan LeaderState{}, stop: make(chan struct{})} }
+func newFanout() *fanout {
+	return &fanout{states: notify.NewLatest(LeaderState{}), stop: make(chan struct{})}
+}
 
 // run forwards notify, with the term term reports at that moment, until stop is closed (by Shutdown only:
 // raft blocks on NotifyCh, so the reader must outlive every raft state change).
@@ -47,33 +47,10 @@ func (f *fanout) run(notify <-chan bool, term func() uint64) {
 }
 
 func (f *fanout) publish(leader bool, term uint64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	v := LeaderState{Leader: leader, Term: term}
-	f.cur = v
-	for _, ch := range f.subs {
-		select {
-		case <-ch:
-		default:
-		}
-		ch <- v // cannot block: cap 1, drained above, and only publish sends (under mu)
-	}
+	f.states.Publish(LeaderState{Leader: leader, Term: term})
 }
 
-func (f *fanout) subscribe() (<-chan LeaderState, func()) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	id := f.next
-	f.next++
-	ch := make(chan LeaderState, 1)
-	ch <- f.cur
-	f.subs[id] = ch
-	return ch, func() {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		delete(f.subs, id)
-	}
-}
+func (f *fanout) subscribe() (<-chan LeaderState, func()) { return f.states.Subscribe() }
 
 // WatchLeadership returns a channel that holds this node's latest raft leadership, with its term, and a
 // function to unsubscribe. The channel has capacity 1 and always holds the newest value: a subscriber that

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vipd/vipd/internal/localerr"
 	"github.com/vipd/vipd/internal/notify"
 )
 
@@ -84,7 +85,7 @@ type Monitor struct {
 	clock      Clock
 	firstDelay func(limit time.Duration) time.Duration
 	metrics    *Metrics
-	localLog   rateLog
+	localLog   localerr.RateLog
 
 	view  atomic.Pointer[view]
 	loops atomic.Int32 // probe goroutines running, for tests
@@ -126,7 +127,7 @@ func NewMonitor(cfg Config, backends []Backend) (*Monitor, error) {
 	if m.firstDelay == nil {
 		m.firstDelay = func(limit time.Duration) time.Duration { return rand.N(limit) }
 	}
-	m.localLog = rateLog{interval: localErrorLogInterval, now: m.clock.Now}
+	m.localLog = localerr.RateLog{Interval: localerr.LogInterval, Now: m.clock.Now}
 	for _, nb := range backends {
 		b := m.newBackend(nb)
 		m.backends = append(m.backends, b)
@@ -228,10 +229,10 @@ func (m *Monitor) probe(ctx context.Context, b *backend) {
 	if ctx.Err() != nil {
 		return // shutting down or removed: the failure is ours, not the backend's
 	}
-	if errno, ok := localErrno(err); ok {
+	if errno, ok := localerr.Errno(err); ok {
 		// Our own shortage (fds, buffers, ports): the check proves nothing about the backend.
 		m.metrics.localError(errno)
-		m.localLog.log(m.log, slog.LevelWarn, "health check failed for a local reason; not counted against the backend",
+		m.localLog.Log(m.log, slog.LevelWarn, "health check failed for a local reason; not counted against the backend",
 			"backend", b.addr, "errno", errno, "err", err)
 		return
 	}

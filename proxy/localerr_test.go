@@ -174,9 +174,7 @@ func TestLocalErrorsStayLocal(t *testing.T) {
 	}
 	// One dial per connection: the other healthy backend was not tried (its dial would have failed the same
 	// way and been one more line held back).
-	tp.p.dialLog.mu.Lock()
-	suppressed := tp.p.dialLog.suppressed
-	tp.p.dialLog.mu.Unlock()
+	suppressed := tp.p.dialLog.Suppressed()
 	if suppressed != 2 {
 		t.Errorf("%d local dial errors held back after the one logged, want 2 (one dial per refused connection)", suppressed)
 	}
@@ -218,9 +216,7 @@ func TestLocalErrorsStayLocal(t *testing.T) {
 		if n := sink.CountLinesSince(0, "local resource error: accept failed"); n != 1 {
 			t.Fatalf("%d log lines for repeated accept errors within a minute, want 1:\n%s", n, sink)
 		}
-		tp.p.acceptLog.mu.Lock()
-		held := tp.p.acceptLog.suppressed
-		tp.p.acceptLog.mu.Unlock()
+		held := tp.p.acceptLog.Suppressed()
 		if held < 3 {
 			t.Fatalf("%d accept errors held back, want the repeated ones (at least 3)", held)
 		}

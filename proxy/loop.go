@@ -143,5 +143,5 @@ func (p *Proxy) loopControl(_ context.Context, _, address string, _ syscall.RawC
 // loopRefused counts and (rate-limited) logs a refused loop.
 func (p *Proxy) loopRefused(be *backend, err error) {
 	inc(be.m.loops)
-	p.loopLog.log(p.log, slog.LevelError, "refusing to dial a backend that is this proxy itself", "backend", be.addr, "err", err)
+	p.loopLog.Log(p.log, slog.LevelError, "refusing to dial a backend that is this proxy itself", "backend", be.addr, "err", err)
 }

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vipd/vipd/internal/localerr"
 	"github.com/vipd/vipd/internal/notify"
 )
 
@@ -63,7 +64,7 @@ type Proxy struct {
 	refusedLocal     atomic.Uint64
 	serving          atomic.Int32
 
-	acceptLog, dialLog, loopLog *rateLog                         // at most one line a minute each
+	acceptLog, dialLog, loopLog *localerr.RateLog                // at most one line a minute each
 	configChanged               notify.Signal                    // SetConfig ran: idle sweepers re-read IdleTimeout
 	listens                     atomic.Pointer[[]netip.AddrPort] // listening addresses of running Serve calls (loop guard)
 
@@ -98,9 +99,9 @@ func New(cfg Config, b Backends) (*Proxy, error) {
 		table:     newTable(cfg.Metrics),
 		pipes:     newPipePool(keepPipes, 0), // 0: keep the kernel's default size, pipeSize
 		chunk:     pipeSize,
-		acceptLog: newRateLog(localErrorLogInterval),
-		dialLog:   newRateLog(localErrorLogInterval),
-		loopLog:   newRateLog(localErrorLogInterval),
+		acceptLog: &localerr.RateLog{Interval: localerr.LogInterval},
+		dialLog:   &localerr.RateLog{Interval: localerr.LogInterval},
+		loopLog:   &localerr.RateLog{Interval: localerr.LogInterval},
 		servers:   make(map[*server]struct{}),
 	}
 	p.set.Store(p.newSettings(cfg))
@@ -162,7 +163,7 @@ func (p *Proxy) dial(ctx context.Context, set *settings) (socket, *backend, erro
 		if ctx.Err() != nil {
 			return nil, nil, fmt.Errorf("dial %s: %w", be.addr, ctx.Err())
 		}
-		if errno, ok := localErrno(err); ok {
+		if errno, ok := localerr.Errno(err); ok {
 			p.localError(opDial, errno, err, "backend", be.addr)
 			return nil, nil, fmt.Errorf("%w: %w", errLocal, err)
 		}

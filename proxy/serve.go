@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vipd/vipd/internal/localerr"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -142,7 +143,7 @@ func (s *server) accept(ctx context.Context) error {
 				return fmt.Errorf("accept on %s: %w", s.ln.Addr(), err)
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			if errno, ok := localErrno(err); ok {
+			if errno, ok := localerr.Errno(err); ok {
 				s.p.localError(opAccept, errno, err, "listener", s.ln.Addr().String(), "backoff", backoff)
 			} else {
 				s.p.log.Warn("accept failed; backing off", "err", err, "backoff", backoff)
