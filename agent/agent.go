@@ -66,6 +66,8 @@ type Agent struct {
 	vips          []netip.Prefix
 	// closeKernel closes the netlink handle of the real VIP kernel side, if any.
 	closeKernel func() error
+	// flowsOK is false once the kernel side could not program hand-over forwarding (no nftables).
+	flowsOK bool
 	// adminToken (from -http-token-file) authorises admin API writes; adminLoopback says the API only listens
 	// on loopback, where writes need no token.
 	adminToken    atomic.Pointer[string]
@@ -301,14 +303,22 @@ func (a *Agent) start(ctx context.Context) (*running, error) {
 // shutdown takes the node down in the order that keeps the VIP safe and clients served, and returns the first
 // component failure, if any.
 func (a *Agent) shutdown(rt *running, leaveReply chan error) error {
-	// 1. The VIP goes first: nobody may be left answering for it while leadership moves.
+	start := time.Now()
+	// 1. The VIP goes first: nobody may be left answering for it while leadership moves. A holder with
+	// hand-over drains keeps serving its connections, which its successor forwards here.
+	drained := a.handoverVIP(rt)
+	// 2. Hand leadership to a healthy successor (so a peer takes the VIP within milliseconds), wait for the
+	// drain, and leave the cluster. A cluster that never started has nothing to leave.
+	if rt.clusterUp {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		a.handOver(ctx)
+		cancel()
+	}
+	a.waitDrain(drained)
 	rt.stopVIP()
 	<-rt.vipDone
-	// 2. Hand leadership to a healthy successor and leave the cluster, so a peer takes the VIP within
-	// milliseconds. A cluster that never started has nothing to leave.
 	if rt.clusterUp {
 		leaveCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		a.handOver(leaveCtx)
 		leaveErr := a.cluster.Leave(leaveCtx)
 		cancel()
 		if leaveErr != nil {
@@ -323,8 +333,20 @@ func (a *Agent) shutdown(rt *running, leaveReply chan error) error {
 	} else if leaveReply != nil {
 		leaveReply <- nil
 	}
-	// 3. Drain open connections: every frontend at once, each for up to -drain-timeout.
+	// 3. Drain open connections: every frontend at once, for what is left of -drain-timeout.
 	fes := a.frontendList()
+	if left := a.cfg.DrainTimeout - time.Since(start); left < a.cfg.DrainTimeout {
+		for _, fe := range fes {
+			pc, err := proxySettings(fe.spec, *a.live.Load(), len(fes))
+			if err == nil {
+				pc.DrainTimeout = max(left, time.Millisecond)
+				err = fe.proxy.SetConfig(pc)
+			}
+			if err != nil {
+				a.log.Warn("shorten the proxy drain", "frontend", fe.spec.name, "err", err)
+			}
+		}
+	}
 	for _, fe := range fes {
 		fe.stopProxy()
 	}
@@ -376,6 +398,45 @@ func (a *Agent) Summary() []string {
 	}
 	out = append(out, "admin API: "+a.cfg.HTTPAddr)
 	return out
+}
+
+// handoverVIP releases the VIP for good before the node leaves (vip.Manager.Handover): with hand-over drains
+// the holder keeps its connections, and the returned channel is closed when its drain ends.
+func (a *Agent) handoverVIP(rt *running) <-chan struct{} {
+	if a.vip == nil {
+		return nil
+	}
+	select {
+	case <-rt.vipDone: // never started, or failed
+		return nil
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done, err := a.vip.Handover(ctx)
+	if err != nil {
+		a.log.Warn("hand the VIP over", "err", err)
+		return nil
+	}
+	return done
+}
+
+// waitDrain waits until a hand-over drain is over (the Manager ends it when no connection is left, or at
+// -drain-timeout).
+func (a *Agent) waitDrain(drained <-chan struct{}) {
+	if drained == nil {
+		return
+	}
+	select {
+	case <-drained:
+		return
+	default:
+	}
+	a.log.Info("waiting for the connections through the VIP to finish (hand-over drain)", "timeout", a.cfg.DrainTimeout)
+	select {
+	case <-drained:
+	case <-time.After(a.cfg.DrainTimeout + time.Second): // the Manager ends it at the timeout; a margin
+	}
 }
 
 // Ready is closed once Run has bound its listeners; after that Addrs reports them. Tests and supervisors that

@@ -3,7 +3,10 @@ package agent
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
+	"slices"
+	"strconv"
 
 	"github.com/vipd/vipd/cluster"
 	"github.com/vipd/vipd/internal/pki"
@@ -83,6 +86,9 @@ func (a *Agent) buildVIP() error {
 		PreemptDelay:  cfg.PreemptDelay,
 		OnAcquire:     cfg.OnAcquire.vip(),
 		OnRelease:     cfg.OnRelease.vip(),
+		HandoverDrain: cfg.HandoverDrain && a.flowsOK,
+		Ports:         a.frontendPorts(),
+		DrainTimeout:  cfg.DrainTimeout,
 		HookTimeout:   cfg.HookTimeout,
 		Logger:        a.log.With("component", "vip"),
 		Metrics:       metrics,
@@ -113,7 +119,18 @@ func (a *Agent) vipKernel(metrics *vip.Metrics) (vip.Kernel, error) {
 		}
 		return dryRunKernel{}, nil
 	}
-	k, err := vip.NewLinuxKernel(iface, a.log.With("component", "vip"), vip.WithKernelMetrics(metrics))
+	log := a.log.With("component", "vip")
+	opts := []vip.KernelOption{vip.WithKernelMetrics(metrics)}
+	if a.cfg.HandoverDrain {
+		opts = append(opts, vip.WithFlowForwarding())
+	}
+	k, err := vip.NewLinuxKernel(iface, log, opts...)
+	if err != nil && a.cfg.HandoverDrain {
+		// Without nftables the VIP still works; only planned moves reset connections, as before.
+		log.Warn("hand-over drains off (-handover-drain): cannot program the forwarding rules", "err", err)
+		a.flowsOK = false
+		k, err = vip.NewLinuxKernel(iface, log, opts[:1]...)
+	}
 	if err != nil {
 		return nil, flagError(err, vipFlags)
 	}
@@ -132,3 +149,16 @@ func (dryRunKernel) DelAddr(netip.Prefix) error                              { r
 func (dryRunKernel) HasAddr(netip.Prefix) (bool, error)                      { return false, errDryRun }
 func (dryRunKernel) Announce(netip.Addr) error                               { return errDryRun }
 func (dryRunKernel) Answer(context.Context, []netip.Addr, func() bool) error { return errDryRun }
+
+// frontendPorts are the ports the frontends listen on: the flows a hand-over drain keeps.
+func (a *Agent) frontendPorts() []uint16 {
+	var ports []uint16
+	for _, fe := range a.frontends {
+		if _, p, err := net.SplitHostPort(fe.spec.listen); err == nil {
+			if n, err := strconv.ParseUint(p, 10, 16); err == nil && n != 0 && !slices.Contains(ports, uint16(n)) {
+				ports = append(ports, uint16(n))
+			}
+		}
+	}
+	return ports
+}

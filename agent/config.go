@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vipd/vipd/cluster"
+	"github.com/vipd/vipd/vip"
 )
 
 // Config is everything `vipd agent` can be told, by flag or by the -config YAML file. The yaml keys are the
@@ -28,6 +29,9 @@ type Config struct {
 	MaxConns     int           `yaml:"max-conns" reload:"live"`
 	Retries      int           `yaml:"retries" reload:"live"`
 	DrainTimeout time.Duration `yaml:"drain-timeout" reload:"live"`
+	// HandoverDrain keeps the connections through the VIP across a planned move (leave, a hand-off): the
+	// old holder serves them for up to DrainTimeout while the new one forwards their packets to it.
+	HandoverDrain bool `yaml:"handover-drain"`
 
 	// Health checks.
 	Check         string        `yaml:"check" reload:"live"`
@@ -92,8 +96,8 @@ type VIPConfig struct {
 }
 
 // Default returns the settings `vipd agent` uses for everything not given. The health-check defaults are
-// HAProxy's and Envoy's usual ones; the drain timeout stays below Docker's and systemd's default stop grace
-// periods so a drained agent exits 0 before it would be killed.
+// HAProxy's and Envoy's usual ones. The drain timeout fits Kubernetes watches (see vip.DefaultDrainTimeout);
+// a supervisor's stop timeout must be longer (the packaged unit's is; Docker's 10 s default is not).
 func Default() Config {
 	host, _ := os.Hostname()
 	return Config{
@@ -101,7 +105,8 @@ func Default() Config {
 		Balance:       "round-robin",
 		DialTimeout:   3 * time.Second,
 		KeepAlive:     30 * time.Second,
-		DrainTimeout:  5 * time.Second,
+		DrainTimeout:  vip.DefaultDrainTimeout, // long watches through the old holder end by themselves
+		HandoverDrain: true,
 		Check:         "tcp",
 		CheckPath:     "/readyz",
 		CheckInterval: 2 * time.Second,

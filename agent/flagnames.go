@@ -42,6 +42,7 @@ var (
 		"VIPs": "vip", "GARPRefresh": "garp-refresh", "PreemptDelay": "preempt-delay", "HookTimeout": "hook-timeout",
 		"OnAcquire": "on-acquire", "OnRelease": "on-release", "Priority": "priority", "Witness": "witness",
 		"Announce": "garp", "Interface": "interface", "RaftHeartbeat": "raft-heartbeat",
+		"HandoverDrain": "handover-drain", "Ports": "listen", "DrainTimeout": "drain-timeout",
 	}
 )
 

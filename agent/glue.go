@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -72,6 +73,20 @@ func (l clusterLeadership) VerifyLeader(ctx context.Context) (time.Time, error) 
 // TransferLeadership hands leadership to toNode ("" = any).
 func (l clusterLeadership) TransferLeadership(ctx context.Context, toNode string) error {
 	return l.c.TransferLeadership(ctx, toNode)
+}
+
+// StartDrain records this node's hand-over drain in the Raft log.
+func (l clusterLeadership) StartDrain(ctx context.Context, addrs []netip.Addr) (uint64, error) {
+	return l.c.StartDrain(ctx, addrs)
+}
+
+// ActiveDrains returns the other nodes' drains under way, as the cluster sees them.
+func (l clusterLeadership) ActiveDrains() []vip.Drain {
+	var out []vip.Drain
+	for _, d := range l.c.ActiveDrains() {
+		out = append(out, vip.Drain{Node: d.Node, Addrs: d.Addrs, Epoch: d.Epoch})
+	}
+	return out
 }
 
 // Peers lists the other members: healthy means alive, gossiping healthy and not a witness (a witness never
@@ -159,6 +174,8 @@ func publishMeta(ctx context.Context, c *cluster.Cluster, local func() cluster.M
 				dst.Healthy, dst.ListenerUp = m.Healthy, m.ListenerUp
 				dst.HealthyBackends, dst.TotalBackends = m.HealthyBackends, m.TotalBackends
 				dst.Witness, dst.Priority, dst.VIPHeld = m.Witness, m.Priority, m.VIPHeld
+				dst.HealthyFrontends, dst.TotalFrontends = m.HealthyFrontends, m.TotalFrontends
+				dst.Draining, dst.DrainDone = m.Draining, m.DrainDone
 			})
 			last, lastAt = m, time.Now()
 		}
@@ -197,6 +214,18 @@ func (a *Agent) localMeta() cluster.Meta {
 	}
 	if a.vip != nil {
 		m.VIPHeld = a.vip.Held()
+		// DrainDone tells the successor when to stop forwarding: while a drain of epoch E is under way it
+		// stays below E; otherwise every drain this node ever recorded is over (a restarted node has no old
+		// flows, so it must not attract any).
+		if e := a.vip.Draining(); e != 0 {
+			m.Draining, m.DrainDone = true, e-1
+		} else {
+			m.DrainDone = a.cluster.OwnDrainEpoch()
+		}
+	}
+	if a.node != nil {
+		st := a.node.Status()
+		m.HealthyFrontends, m.TotalFrontends = st.HealthyFrontends, st.TotalFrontends
 	}
 	return m
 }

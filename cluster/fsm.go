@@ -12,11 +12,12 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Raft log commands. The cluster replicates two facts of its own: the cluster ID (identity.go) and the
-// keyring (keyring.go).
+// Raft log commands. The cluster replicates facts of its own: the cluster ID (identity.go), the keyring
+// (keyring.go) and each node's latest hand-over drain (drain.go).
 const (
 	cmdSetClusterID byte = 1
 	cmdKeyring      byte = 2
+	cmdDrain        byte = 3
 )
 
 // Limits on replicated data, so a malformed entry or snapshot is refused before it costs memory.
@@ -36,9 +37,10 @@ type fsm struct {
 	onID      func(id string)       // called when the ID becomes known (apply or restore); may be nil
 	onKeyring func(st keyringState) // called with each applied or restored keyring; may be nil
 
-	mu      sync.Mutex
-	id      string
-	keyring *keyringState // nil until the first keyring entry
+	mu        sync.Mutex
+	id        string
+	keyring   *keyringState          // nil until the first keyring entry
+	drainRecs map[string]drainRecord // each node's latest drain, by node
 }
 
 var _ raft.FSM = (*fsm)(nil)
@@ -89,6 +91,16 @@ func (f *fsm) Apply(l *raft.Log) any {
 		st.Index = l.Index
 		f.setKeyring(st)
 		return nil
+	case cmdDrain:
+		r, err := decodeDrainCmd(l.Data[1:])
+		if err == nil {
+			r.Epoch = l.Index
+			err = f.setDrain(r)
+		}
+		if err != nil {
+			return fmt.Errorf("%w at index %d: %w", errBadCommand, l.Index, err)
+		}
+		return nil
 	}
 	return fmt.Errorf("%w: unknown command %d at index %d (written by a newer vipd?)", errBadCommand, l.Data[0], l.Index)
 }
@@ -124,13 +136,8 @@ func encodeKeyringCmd(st keyringState) ([]byte, error) {
 
 func decodeKeyringCmd(b []byte) (keyringState, error) {
 	var st keyringState
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&st); err != nil {
+	if err := decodeStrict(b, &st); err != nil {
 		return keyringState{}, fmt.Errorf("decode keyring: %w", err)
-	}
-	if dec.More() {
-		return keyringState{}, errors.New("decode keyring: trailing data")
 	}
 	if err := st.validate(); err != nil {
 		return keyringState{}, err
@@ -138,11 +145,31 @@ func decodeKeyringCmd(b []byte) (keyringState, error) {
 	return st, nil
 }
 
+// decodeStrict decodes one JSON value into v, refusing unknown fields and trailing data.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data")
+	}
+	return nil
+}
+
 // fsmState is the snapshot format. Snapshots written before the cluster ID existed are empty; those written
 // before the keyring existed have none.
 type fsmState struct {
 	ClusterID string        `json:"cluster_id,omitempty"`
 	Keyring   *keyringState `json:"keyring,omitempty"`
+	Drains    []snapDrain   `json:"drains,omitempty"`
+}
+
+// snapDrain is a drain record in a snapshot, with its epoch (in the log, the entry's index is the epoch).
+type snapDrain struct {
+	drainRecord
+	Epoch uint64 `json:"epoch"`
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
@@ -152,6 +179,9 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.keyring != nil {
 		k := f.keyring.clone()
 		st.Keyring = &k
+	}
+	for _, r := range f.drainRecs {
+		st.Drains = append(st.Drains, snapDrain{drainRecord: r, Epoch: r.Epoch})
 	}
 	return fsmSnapshot{st}, nil
 }
@@ -170,7 +200,15 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.id = "" // a restore replaces the state
 	f.keyring = nil
+	f.drainRecs = nil
 	f.mu.Unlock()
+	for _, d := range st.Drains {
+		r := d.drainRecord
+		r.Epoch = d.Epoch
+		if err := f.setDrain(r); err != nil {
+			return fmt.Errorf("raft snapshot: %w", err)
+		}
+	}
 	if st.ClusterID != "" {
 		f.set(st.ClusterID)
 	}
@@ -198,6 +236,14 @@ func decodeSnapshot(b []byte) (fsmState, error) {
 	}
 	if st.Keyring != nil {
 		if err := st.Keyring.validate(); err != nil {
+			return fsmState{}, fmt.Errorf("raft snapshot: %w", err)
+		}
+	}
+	if len(st.Drains) > maxDrainRecords {
+		return fsmState{}, fmt.Errorf("raft snapshot: %d drain records, at most %d", len(st.Drains), maxDrainRecords)
+	}
+	for _, d := range st.Drains {
+		if err := d.validate(); err != nil {
 			return fsmState{}, fmt.Errorf("raft snapshot: %w", err)
 		}
 	}

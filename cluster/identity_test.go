@@ -23,7 +23,7 @@ import (
 // pointing at A. The join is refused on both sides: n3 reports ErrForeignCluster in Status().Problem and
 // stops gossiping; A logs the refusal, never lists n3, keeps its raft configuration and its leader.
 func TestForeignCluster(t *testing.T) {
-	tc := makeCluster(t, 3, false, func(i int, cfg *Config) {
+	tc := makeCluster(t, 3, false, calmOpt, func(i int, cfg *Config) {
 		if i < 2 {
 			cfg.BootstrapExpect = 2
 			cfg.Join = cfg.Join[:1] // n1 joins n2 and n2 joins n1; neither knows n3

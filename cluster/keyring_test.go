@@ -41,7 +41,7 @@ func (tc *tcluster) keyringEverywhere(keys []string, primary string) {
 // afterwards and the new one accepted, every node persisted the keyring, and a node restarted with the old
 // key still in its configuration comes back with the rotated keyring.
 func TestKeyRotation(t *testing.T) {
-	tc := makeCluster(t, 3, true)
+	tc := makeCluster(t, 3, true, calmOpt) // it asserts that no rotation step moves leadership
 	leader := tc.stable()
 	changed := tc.watchAll()
 	term := tc.nodes[leader].c.Status().Term

@@ -22,6 +22,14 @@ type Meta struct {
 	Witness         bool   `json:"w,omitempty"`
 	Priority        int    `json:"p,omitempty"`
 	VIPHeld         bool   `json:"vip,omitempty"`
+	// HealthyFrontends of TotalFrontends: how a not fully healthy node ranks against another (the VIP goes
+	// only to a strictly healthier peer).
+	HealthyFrontends int `json:"hf,omitempty"`
+	TotalFrontends   int `json:"tf,omitempty"`
+	// Draining is set while the node serves the flows of a VIP it handed over (drain.go); DrainDone is the
+	// epoch up to which its drains are over.
+	Draining  bool   `json:"dr,omitempty"`
+	DrainDone uint64 `json:"dd,omitempty"`
 }
 
 // wireMeta is Meta plus the cluster's own coordination fields, which callers must not change.
@@ -94,7 +102,7 @@ func (m wireMeta) check() error {
 	if len(m.Version) > maxMetaVersion || !printable(m.Version) {
 		return fmt.Errorf("version %q: longer than %d or not printable ASCII", m.Version, maxMetaVersion)
 	}
-	for _, v := range []int{m.HealthyBackends, m.TotalBackends} {
+	for _, v := range []int{m.HealthyBackends, m.TotalBackends, m.HealthyFrontends, m.TotalFrontends} {
 		if v < 0 || v > maxMetaCount {
 			return fmt.Errorf("backend count %d out of range", v)
 		}

@@ -84,7 +84,7 @@ func TestMTLSCluster(t *testing.T) {
 	}{{"mtls", false, ModeMTLS}, {"mtls+key", true, ModeMTLSKey}} {
 		t.Run(tt.name, func(t *testing.T) {
 			ca := newTestCA(t, "test cluster CA")
-			tc := makeCluster(t, 3, true, mtlsOpt(t, ca, tt.key))
+			tc := makeCluster(t, 3, true, calmOpt, mtlsOpt(t, ca, tt.key))
 			old := tc.stable()
 			for i, nd := range tc.nodes {
 				if st := nd.c.Status(); st.Security != tt.mode {
@@ -229,7 +229,7 @@ func TestMTLSBadFiles(t *testing.T) {
 // for new connections within a second, without a restart, and the cluster keeps its leader.
 func TestMTLSCertRotation(t *testing.T) {
 	ca := newTestCA(t, "test cluster CA")
-	tc := makeCluster(t, 3, true, mtlsOpt(t, ca, false))
+	tc := makeCluster(t, 3, true, calmOpt, mtlsOpt(t, ca, false))
 	leader := tc.stable()
 	changed := tc.watchAll()
 	target := (leader + 1) % 3

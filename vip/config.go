@@ -13,10 +13,15 @@ import (
 // Defaults applied by NewManager to zero Config fields. VerifyInterval and AnswerWindow have no fixed default:
 // they derive from RaftHeartbeat (see Config).
 const (
-	DefaultGARPRefresh    = 3 * time.Second
-	DefaultBurstCount     = 5
-	DefaultBurstInterval  = 200 * time.Millisecond
-	DefaultHookTimeout    = 10 * time.Second
+	DefaultGARPRefresh   = 3 * time.Second
+	DefaultBurstCount    = 5
+	DefaultBurstInterval = 200 * time.Millisecond
+	DefaultHookTimeout   = 10 * time.Second
+	// DefaultDrainTimeout bounds a hand-over drain. Kubernetes clients re-list and re-watch every 5-10
+	// minutes (client-go's reflector picks a watch timeout between 5 and 10 min), so in 5 minutes most long
+	// watches through the old holder end by themselves and the rest are closed once, spread over none of the
+	// new holder's start-up.
+	DefaultDrainTimeout   = 5 * time.Minute
 	DefaultBarrierTimeout = 5 * time.Second
 )
 
@@ -68,6 +73,15 @@ type Config struct {
 	// bounded by HookTimeout; failures are logged and counted and never delay a release.
 	OnAcquire, OnRelease Hook
 	HookTimeout          time.Duration
+	// HandoverDrain makes a planned move of the VIP (a hand-off to a healthier or preferred peer, or
+	// Handover before leaving) keep this node's connections: it keeps the address to serve them, for up to
+	// DrainTimeout, while the successor forwards their packets here. It needs a Kernel that is a Forwarder
+	// (without one it is off). Crashes, partitions and pauses are not planned: they move the VIP as before.
+	HandoverDrain bool
+	// Ports are the frontends' ports on the VIP: the flows a drain keeps.
+	Ports []uint16
+	// DrainTimeout bounds a drain (zero = DefaultDrainTimeout).
+	DrainTimeout time.Duration
 	// BarrierTimeout bounds the barrier committed before acquiring, and each leadership transfer attempt.
 	BarrierTimeout time.Duration
 	// Logger receives structured logs; nil discards them.
@@ -95,6 +109,9 @@ func (c *Config) setDefaults() {
 	if c.HookTimeout == 0 {
 		c.HookTimeout = DefaultHookTimeout
 	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
 	if c.BarrierTimeout == 0 {
 		c.BarrierTimeout = DefaultBarrierTimeout
 	}
@@ -116,7 +133,7 @@ func (c *Config) validate() error {
 		v    time.Duration
 	}{
 		{"GARPRefresh", c.GARPRefresh}, {"BurstInterval", c.BurstInterval}, {"HookTimeout", c.HookTimeout},
-		{"BarrierTimeout", c.BarrierTimeout},
+		{"BarrierTimeout", c.BarrierTimeout}, {"DrainTimeout", c.DrainTimeout},
 	} {
 		if d.v <= 0 {
 			return fielderr.New(ErrInvalidConfig, d.name, "is %v: must be positive (zero takes the default)", d.v)
@@ -127,6 +144,9 @@ func (c *Config) validate() error {
 	}
 	if c.BurstCount < 0 {
 		return fielderr.New(ErrInvalidConfig, "BurstCount", "is %d: must not be negative", c.BurstCount)
+	}
+	if c.HandoverDrain && len(c.Ports) == 0 && !c.Witness {
+		return invalid("Ports", "is empty: a hand-over drain needs the frontends' ports on the VIP")
 	}
 	if err := c.OnAcquire.validate("OnAcquire"); err != nil {
 		return err

@@ -58,10 +58,11 @@ func (l *loop) checkPreempt() {
 	l.handOff(target.Name, "preempt")
 }
 
-// handOff releases first, then transfers. If every attempt fails the node still leads, so it takes
-// the VIP back (through a fresh barrier) and stops trying for a cool-down period.
+// handOff releases first (keeping its connections, with drains on), then transfers. If every attempt fails
+// the node still leads, so it takes the VIP back (through a fresh barrier; that ends a drain) and stops
+// trying for a cool-down period.
 func (l *loop) handOff(to, why string) {
-	l.release(why)
+	l.releaseForHandover(why)
 	if l.transfer(to, why) {
 		return
 	}

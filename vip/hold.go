@@ -25,6 +25,7 @@ func (l *loop) acquire() {
 			l.log.Error("add VIP", "vip", p, "err", err)
 		}
 	}
+	l.endDrain("VIP held again", false) // the drained flows are this holder's own again
 	l.startAnswer()
 	l.held = true
 	l.m.setHeld(true)
@@ -45,7 +46,13 @@ func (l *loop) acquire() {
 }
 
 // release stops answering and removes every VIP before anything else happens; then the hook.
-func (l *loop) release(why string) {
+func (l *loop) release(why string) { l.releaseAddrs(why, false) }
+
+// releaseKeeping stops answering like release but keeps the addresses, drained (Forwarder.Drain), to serve
+// the flows this node has: for a planned hand-over.
+func (l *loop) releaseKeeping(why string) { l.releaseAddrs(why, true) }
+
+func (l *loop) releaseAddrs(why string, keep bool) {
 	if !l.held {
 		return
 	}
@@ -54,8 +61,14 @@ func (l *loop) release(why string) {
 	l.fence.revoke() // silences the responder at once, even before it has stopped
 	l.stopAnswer()
 	for _, p := range l.cfg.VIPs {
-		if err := l.m.kernel.DelAddr(p); err != nil {
-			l.log.Error("remove VIP", "vip", p, "err", err)
+		var err error
+		if keep {
+			err = l.forwarder().Drain(p)
+		} else {
+			err = l.m.kernel.DelAddr(p)
+		}
+		if err != nil {
+			l.log.Error("remove VIP", "vip", p, "keep_for_drain", keep, "err", err)
 		}
 	}
 	l.cfg.Metrics.released(time.Now())
@@ -157,7 +170,7 @@ func (l *loop) onRefresh() {
 // removeStray is the level check of a non-holder: a VIP configured here (by an operator, a crashed run)
 // must go.
 func (l *loop) removeStray() {
-	if l.cfg.Witness || l.m.kernel == nil {
+	if l.cfg.Witness || l.m.kernel == nil || l.drain != nil { // a draining node keeps it on purpose
 		return
 	}
 	for _, p := range l.cfg.VIPs {

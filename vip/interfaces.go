@@ -35,6 +35,37 @@ type Cleaner interface {
 	Cleanup() error
 }
 
+// Forwarder is optionally implemented by a Kernel that can hand a planned VIP move over without resetting a
+// connection (vip/flowfwd on Linux): the old holder keeps the address to serve its open flows (Drain) while
+// the successor sends it every packet of a flow the successor does not know (Forward). Methods are safe for
+// concurrent use.
+type Forwarder interface {
+	// Mark makes this node remember which flows to ips:ports it accepted itself (their first packet was a
+	// SYN here). It must be in place before the node takes traffic for the VIP; idempotent.
+	Mark(ips []netip.Addr, ports []uint16) error
+	// Drain keeps p's address configured so this node serves the flows it has, as a non-holder: it no
+	// longer answers ARP/NDP for it. DelAddr ends the drain.
+	Drain(p netip.Prefix) error
+	// Forward sends every packet for ips:ports that belongs to no flow of this node to the peer (at one of
+	// peers, one address per family), at L2, the destination unchanged; it replaces an earlier Forward.
+	Forward(peers []netip.Addr, ips []netip.Addr, ports []uint16) error
+	// StopForward removes the forwarding; the Mark rules stay.
+	StopForward() error
+	// Established counts this node's open TCP connections on ips:ports.
+	Established(ips []netip.Addr, ports []uint16) (int, error)
+	// SegmentAddrs returns this node's addresses on the segment of ips (where a successor forwards to).
+	SegmentAddrs(ips []netip.Addr) ([]netip.Addr, error)
+}
+
+// Drain is another node's hand-over drain under way: while it lasts, the node that took the VIP over from it
+// forwards the flows it does not know to Addrs.
+type Drain struct {
+	Node  string
+	Addrs []netip.Addr
+	// Epoch orders drains: the latest one is the hand-over to this node.
+	Epoch uint64
+}
+
 // Peer is another cluster member as seen through gossip metadata; the Manager chooses transfer targets
 // among peers.
 type Peer struct {
@@ -82,6 +113,12 @@ type Leadership interface {
 	// TransferLeadership hands leadership to toNode ("" = any suitable voter) and returns once done
 	// or failed.
 	TransferLeadership(ctx context.Context, toNode string) error
+	// StartDrain records that this node, still leader, starts draining its flows at addrs, so that a
+	// successor sees it before it acquires the VIP (its Barrier applies the record); it returns the
+	// drain's epoch.
+	StartDrain(ctx context.Context, addrs []netip.Addr) (uint64, error)
+	// ActiveDrains returns the other nodes' drains under way (the node alive, not yet done), oldest first.
+	ActiveDrains() []Drain
 	// Peers returns the other cluster members (never this node) with their gossiped health.
 	Peers() []Peer
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/vipd/vipd/vip/flowfwd"
 )
 
 // LoLabel is the IPv4 address label of VIPs on lo; it marks them for Cleanup (netlink requires a
@@ -41,6 +43,9 @@ type LinuxKernel struct {
 	noFilter bool     // tests only: no kernel filter on the ARP socket, to exercise the userspace checks
 	// replyPerRequester and replyGlobal are the reply limits (ratelimit.go); tests lower them.
 	replyPerRequester, replyGlobal int
+	// flows is the hand-over forwarding table (linux_forward.go), opened when wantFlows.
+	wantFlows bool
+	flows     *flowfwd.Table
 
 	mu sync.Mutex // serialises netlink requests on nl
 	nl *netlink.Handle
@@ -84,7 +89,8 @@ func NewLinuxKernel(ifaceName string, logger *slog.Logger, opts ...KernelOption)
 	if err := ensureARPSysctls(ifaceName, logger.Warn); err != nil {
 		return nil, err
 	}
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	// NETLINK_INET_DIAG too, opened now in this network namespace, for counting drained connections.
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_INET_DIAG)
 	if err != nil {
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}
@@ -98,15 +104,25 @@ func NewLinuxKernel(ifaceName string, logger *slog.Logger, opts ...KernelOption)
 	for _, o := range opts {
 		o(k)
 	}
+	if k.wantFlows {
+		if err := k.openFlows(); err != nil {
+			h.Close()
+			return nil, err
+		}
+	}
 	return k, nil
 }
 
-// Close releases the netlink handle.
+// Close removes the hand-over forwarding table, if any, and releases the netlink handle.
 func (k *LinuxKernel) Close() error {
+	var err error
+	if k.flows != nil {
+		err = k.flows.Close()
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.nl.Close()
-	return nil
+	return err
 }
 
 // HardwareAddr is the MAC address the VIP is answered and announced with.

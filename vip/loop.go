@@ -37,7 +37,14 @@ type loop struct {
 	verifyRes chan verifyResult
 	fence     *fence // gates every reply and announcement on a recent proof of leadership
 
-	retry, refresh, burst, verify, preempt *time.Timer
+	// Hand-over drains (drain.go): this node's own drain, the peer it forwards unknown flows to, and
+	// leaving: Handover ran, the node never takes the VIP again.
+	drain     *drainState
+	fwd       *Drain
+	leaving   bool
+	handovers <-chan chan (<-chan struct{})
+
+	retry, refresh, burst, verify, preempt, drainTick *time.Timer
 }
 
 func timerC(t *time.Timer) <-chan time.Time {
@@ -62,7 +69,7 @@ func (l *loop) after(t **time.Timer, d time.Duration) {
 
 func (l *loop) run(healthCh <-chan struct{}) error {
 	defer func() {
-		for _, t := range []**time.Timer{&l.retry, &l.refresh, &l.burst, &l.verify, &l.preempt} {
+		for _, t := range []**time.Timer{&l.retry, &l.refresh, &l.burst, &l.verify, &l.preempt, &l.drainTick} {
 			stopTimer(t)
 		}
 	}()
@@ -96,6 +103,11 @@ func (l *loop) run(healthCh <-chan struct{}) error {
 		case <-timerC(l.preempt):
 			l.preempt = nil
 			l.checkPreempt()
+		case <-timerC(l.drainTick):
+			l.drainTick = nil
+			l.onDrainTick()
+		case reply := <-l.handovers:
+			l.onHandover(reply)
 		}
 	}
 }
@@ -146,6 +158,9 @@ func (l *loop) onLeadership(s LeaderState) {
 		l.log.Info("leadership gained", "term", s.Term)
 	}
 	l.leader, l.term = true, s.Term
+	if l.leaving {
+		return // Handover ran: the agent hands leadership on and leaves
+	}
 	l.tryLead()
 }
 
@@ -191,6 +206,7 @@ func (l *loop) tryLead() {
 				"(it recovers the instant a backend returns; no address could not)", "reason", h.Reason)
 		}
 	}
+	l.syncForward(true) // before the first ARP answer: a previous holder's flows must not meet a reset
 	l.acquire()
 }
 

@@ -29,6 +29,9 @@ type Manager struct {
 	changed notify.Signal // Held changed
 	running atomic.Bool
 	hooks   atomic.Pointer[hookSet] // cfg's hooks until SetHooks replaces them
+	// draining is the epoch of this node's drain under way (0: none); handovers carries Handover to Run.
+	draining  atomic.Uint64
+	handovers chan chan (<-chan struct{})
 }
 
 // NewManager validates cfg, applies defaults and returns a Manager; it starts nothing. h and k may be
@@ -45,7 +48,7 @@ func NewManager(cfg Config, l Leadership, h HealthSource, k Kernel) (*Manager, e
 	if !cfg.Witness && (h == nil || k == nil) {
 		return nil, fmt.Errorf("%w: a non-witness node needs a HealthSource and a Kernel", ErrInvalidConfig)
 	}
-	m := &Manager{cfg: cfg, lead: l, health: h, kernel: k, log: cfg.Logger}
+	m := &Manager{cfg: cfg, lead: l, health: h, kernel: k, log: cfg.Logger, handovers: make(chan chan (<-chan struct{}))}
 	m.hooks.Store(&hookSet{acquire: cfg.OnAcquire, release: cfg.OnRelease, timeout: cfg.HookTimeout})
 	return m, nil
 }
@@ -77,6 +80,39 @@ func (m *Manager) Held() bool { return m.held.Load() }
 // changes may coalesce into one signal: re-read Held), and a function that ends the subscription. The
 // channel is never closed. Safe for concurrent use, before, during and after Run.
 func (m *Manager) Subscribe() (<-chan struct{}, func()) { return m.changed.Subscribe() }
+
+// Draining returns the epoch of this node's hand-over drain under way, 0 when it is not draining. Subscribe
+// signals its changes too. The agent gossips it, so the successor knows when to stop forwarding.
+func (m *Manager) Draining() uint64 { return m.draining.Load() }
+
+func (m *Manager) setDraining(epoch uint64) {
+	if m.draining.Swap(epoch) != epoch {
+		m.changed.Notify()
+	}
+}
+
+// Handover prepares this node's planned departure (vipd leave, SIGTERM): it releases the VIP and never
+// takes it again. With HandoverDrain, if it held the VIP and leads, it first records a drain and keeps
+// serving its connections; the returned channel is closed when that drain ends (at once when there is none).
+// The caller then hands leadership on, waits for the channel (bounded by DrainTimeout inside the Manager),
+// and stops Run. Without a running Run it returns a closed channel.
+func (m *Manager) Handover(ctx context.Context) (<-chan struct{}, error) {
+	if !m.running.Load() {
+		return closedChan, nil
+	}
+	reply := make(chan (<-chan struct{}), 1)
+	select {
+	case m.handovers <- reply:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case done := <-reply:
+		return done, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
 
 // setHeld records the holding state for Held and wakes the subscribers.
 func (m *Manager) setHeld(v bool) {
@@ -113,13 +149,15 @@ func (m *Manager) Run(ctx context.Context) error {
 
 	lctx, cancel := context.WithCancel(ctx)
 	l := &loop{m: m, cfg: &m.cfg, log: m.log, hooks: hooks, leaderCh: leaderCh, ctx: lctx,
-		verifyRes: make(chan verifyResult, 1), fence: newFence(m.cfg.AnswerWindow)}
+		verifyRes: make(chan verifyResult, 1), fence: newFence(m.cfg.AnswerWindow), handovers: m.handovers}
 	defer func() {
 		l.release("shutdown") // first: nothing may run while we still answer for the VIP
+		l.stopForwarding()
 		cancel()
 		l.bg.Wait()
 	}()
 	l.cleanup()
+	l.mark()
 	return l.run(healthCh)
 }
 

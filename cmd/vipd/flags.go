@@ -53,7 +53,8 @@ func agentFlags(fs *flag.FlagSet, cfg *agent.Config, configFile *string) {
 	fs.DurationVar(&cfg.KeepAlive, "keepalive", cfg.KeepAlive, "TCP keepalive period on client and backend sockets")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "refuse connections beyond this many open ones per frontend (0 = as many as the file descriptor limit allows, less 256 for the agent itself)")
 	fs.IntVar(&cfg.Retries, "retries", cfg.Retries, "extra backends to try when a dial fails (0 = up to 2)")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "on SIGTERM, how long open connections may finish before they are closed")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "on SIGTERM or a hand-over, how long open connections may finish before they are closed")
+	fs.BoolVar(&cfg.HandoverDrain, "handover-drain", cfg.HandoverDrain, "on a planned VIP move (leave, hand-off), keep serving the connections through the VIP while the new holder forwards them here, for up to -drain-timeout")
 
 	fs.StringVar(&cfg.Check, "check", cfg.Check, "active health check: tcp, http or https")
 	fs.StringVar(&cfg.CheckPath, "check-path", cfg.CheckPath, "path for http/https checks; 2xx is healthy")

@@ -26,6 +26,13 @@ type FakeKernel struct {
 	answerErr error
 	allow     func() bool
 	log       *EventLog
+
+	// Forwarder state (drain.go).
+	marked      bool
+	draining    map[netip.Addr]bool
+	forwardTo   []netip.Addr
+	established int
+	segment     netip.Addr
 }
 
 // NewFakeKernel returns a standalone FakeKernel (no shared network).
@@ -33,7 +40,7 @@ func NewFakeKernel() *FakeKernel { return newFakeKernel("local", nil) }
 
 func newFakeKernel(name string, n *FakeNetwork) *FakeKernel {
 	return &FakeKernel{name: name, net: n, addrs: make(map[netip.Addr]netip.Prefix),
-		announces: make(map[netip.Addr]int)}
+		announces: make(map[netip.Addr]int), draining: make(map[netip.Addr]bool)}
 }
 
 // SetEventLog makes the kernel record "kernel:add IP", "kernel:del IP", "kernel:answer-start",
@@ -65,10 +72,11 @@ func (k *FakeKernel) AddAddr(p netip.Prefix) error {
 	if k.addErr != nil {
 		return fmt.Errorf("add VIP %s: %w", p, k.addErr)
 	}
-	if _, ok := k.addrs[p.Addr()]; !ok && k.net != nil {
-		k.net.add(k.name, p.Addr())
+	if _, ok := k.addrs[p.Addr()]; (!ok || k.draining[p.Addr()]) && k.net != nil {
+		k.net.add(k.name, p.Addr()) // a drained address held again is a holder's again
 	}
 	k.addrs[p.Addr()] = p
+	delete(k.draining, p.Addr())
 	k.log.Add("kernel:add " + p.Addr().String())
 	return nil
 }
@@ -77,10 +85,11 @@ func (k *FakeKernel) AddAddr(p netip.Prefix) error {
 func (k *FakeKernel) DelAddr(p netip.Prefix) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if _, ok := k.addrs[p.Addr()]; ok && k.net != nil {
+	if _, ok := k.addrs[p.Addr()]; ok && k.net != nil && !k.draining[p.Addr()] {
 		k.net.del(k.name, p.Addr())
 	}
 	delete(k.addrs, p.Addr())
+	delete(k.draining, p.Addr())
 	k.log.Add("kernel:del " + p.Addr().String())
 	return nil
 }
@@ -176,8 +185,9 @@ func (k *FakeKernel) RemoveExternally(ip netip.Addr) {
 func (k *FakeKernel) AddExternally(p netip.Prefix) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if _, ok := k.addrs[p.Addr()]; !ok && k.net != nil {
-		k.net.add(k.name, p.Addr())
+	if _, ok := k.addrs[p.Addr()]; (!ok || k.draining[p.Addr()]) && k.net != nil {
+		k.net.add(k.name, p.Addr()) // a drained address held again is a holder's again
 	}
 	k.addrs[p.Addr()] = p
+	delete(k.draining, p.Addr())
 }

@@ -37,6 +37,10 @@ type FakeLeadership struct {
 	verifies    int
 	transfers   []string
 	log         *EventLog
+
+	drainEpoch    uint64
+	startedDrains []vip.Drain
+	activeDrains  []vip.Drain
 }
 
 // NewFakeLeadership returns a follower in term 0 with no peers.

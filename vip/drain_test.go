@@ -1,0 +1,145 @@
+package vip_test
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/vipd/vipd/vip"
+)
+
+func drainRig(t *testing.T) *rig {
+	return newRig(t, func(c *vip.Config) {
+		c.HandoverDrain, c.Ports, c.DrainTimeout = true, []uint16{6443}, 2*time.Second
+	})
+}
+
+// TestHandOffKeepsConnectionsWhileDraining: a holder that hands off on purpose (here: it turned unhealthy
+// and a healthy peer exists) records a drain while it leads, stops answering but keeps the address for its
+// open connections, and gives the address up once none is left.
+func TestHandOffKeepsConnectionsWhileDraining(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := drainRig(t)
+		r.l.SetPeers(vip.Peer{Name: "n2", Healthy: true, Voter: true})
+		r.start(t)
+		synctest.Wait()
+		if !r.k.Marked() {
+			t.Fatal("the flow-marking rules were not installed before taking traffic")
+		}
+		r.lead(t)
+		r.k.SetEstablished(3) // three clients connected through the VIP
+		r.h.Set(false, "test: backends down")
+		synctest.Wait()
+		if d := r.l.StartedDrains(); len(d) != 1 {
+			t.Fatalf("drains recorded: %+v, want one, before the transfer", d)
+		}
+		if r.m.Held() || r.k.Answering() {
+			t.Fatal("still answering for the VIP after handing off")
+		}
+		if !r.k.Has(ip4) || !r.k.Draining(ip4) || r.m.Draining() == 0 {
+			t.Fatal("the address is gone: the open connections would be reset")
+		}
+		if i, j := r.events.Index("raft:drain", 0), r.events.Index("raft:transfer n2", 0); i < 0 || j < i {
+			t.Errorf("drain recorded at %d, transfer at %d: the successor's barrier must see the record", i, j)
+		}
+		sleep(time.Second) // connections still open: the drain goes on
+		if !r.k.Has(ip4) {
+			t.Fatal("drain ended with connections still open")
+		}
+		r.k.SetEstablished(0)
+		sleep(200 * time.Millisecond)
+		if r.k.Has(ip4) || r.m.Draining() != 0 {
+			t.Fatal("drain not over once the last connection closed")
+		}
+	})
+}
+
+// TestDrainEndsAtTheTimeout: connections that never close are given up at DrainTimeout.
+func TestDrainEndsAtTheTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := drainRig(t)
+		r.start(t)
+		r.lead(t)
+		r.k.SetEstablished(1)
+		done, err := r.m.Handover(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("drain over at once with a connection open")
+		default:
+		}
+		<-done
+		if d := time.Since(start); d < 2*time.Second || d > 2*time.Second+200*time.Millisecond {
+			t.Errorf("drain ended after %v, want DrainTimeout (2s)", d)
+		}
+		if r.k.Has(ip4) {
+			t.Error("address still configured after the drain")
+		}
+		// Leaving: leadership seen again does not bring the VIP back.
+		r.l.SetLeader(true)
+		sleep(100 * time.Millisecond)
+		if r.m.Held() {
+			t.Error("a node that handed over for good took the VIP again")
+		}
+	})
+}
+
+// TestSuccessorForwardsBeforeItAnswers: the node taking the VIP over forwards the flows it does not know to
+// the latest drain under way — set up before its first ARP answer — and stops once that drain is over.
+func TestSuccessorForwardsBeforeItAnswers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := drainRig(t)
+		old := netip.MustParseAddr("10.0.0.11")
+		r.l.SetActiveDrains([]vip.Drain{
+			{Node: "n0", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.10")}, Epoch: 3},
+			{Node: "n1", Addrs: []netip.Addr{old}, Epoch: 7},
+		})
+		r.start(t)
+		r.lead(t)
+		if got := r.k.ForwardingTo(); len(got) != 1 || got[0] != old {
+			t.Fatalf("forwarding to %v, want the latest drainer %v", got, old)
+		}
+		if f, a := r.events.Index("kernel:forward [10.0.0.11]", 0), r.events.Index("kernel:answer-start", 0); f < 0 || a < f {
+			t.Errorf("forward set up at %d, first answer at %d: the predecessor's flows would meet a reset", f, a)
+		}
+		r.l.SetActiveDrains(nil) // n1 gossiped that its drain is over, or left, or died
+		sleep(200 * time.Millisecond)
+		if got := r.k.ForwardingTo(); got != nil {
+			t.Errorf("still forwarding to %v after the drain ended", got)
+		}
+	})
+}
+
+// TestRelayKeepsDraining: a node that forwards to its own predecessor keeps its address (and so the relay)
+// while that predecessor drains, even with no connection of its own left.
+func TestRelayKeepsDraining(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := drainRig(t)
+		r.l.SetActiveDrains([]vip.Drain{{Node: "n1", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.11")}, Epoch: 5}})
+		r.start(t)
+		r.lead(t)
+		done, err := r.m.Handover(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sleep(500 * time.Millisecond)
+		select {
+		case <-done:
+			t.Fatal("drain over while relaying the predecessor's flows")
+		default:
+		}
+		r.l.SetActiveDrains(nil)
+		sleep(300 * time.Millisecond)
+		select {
+		case <-done:
+		default:
+			t.Fatal("drain not over once the predecessor was done and no connection was left")
+		}
+	})
+}
