@@ -78,7 +78,7 @@ func attack(t *testing.T, mode security) outcome {
 		nodes = append(nodes, n.ip+":"+gossipPort)
 	}
 	gs := startAttacker(t, r.attacker, roleGossip, gossipSpec{Nodes: nodes, Bind: attackerIP, RaftAddr: attackerIP + ":" + raftPort,
-		Rogues: []rogueSpec{{Name: "rogue-plain", Port: 7946}, {Name: "rogue-wrong-key", Port: 7956, Key: randomKey(t)}},
+		Rogues:   []rogueSpec{{Name: "rogue-plain", Port: 7946}, {Name: "rogue-wrong-key", Port: 7956, Key: randomKey(t)}},
 		Duration: time.Minute})
 	gs.waitReady(t, 30*time.Second)
 	joined := time.Now()

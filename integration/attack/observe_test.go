@@ -199,7 +199,9 @@ type event struct {
 	what  string
 }
 
-func (e event) String() string { return fmt.Sprintf("%s [%s] %s", e.at.Format("15:04:05.000"), e.phase, e.what) }
+func (e event) String() string {
+	return fmt.Sprintf("%s [%s] %s", e.at.Format("15:04:05.000"), e.phase, e.what)
+}
 
 // changeLog keeps the events of one observer.
 type changeLog struct {
