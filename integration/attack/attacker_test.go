@@ -100,6 +100,8 @@ func attackerMain(role string) int {
 		err = gossipAttack(spec)
 	case roleFlood:
 		err = floodAttack(spec)
+	case roleStallProbe:
+		err = stallProbe(spec)
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}
@@ -216,7 +218,7 @@ func floodAttack(raw []byte) error {
 	return report(rep)
 }
 
-// attackerProc is the parent's handle on an attacker process.
+// attackerProc is the parent's handle on an attacker (or probe) process.
 type attackerProc struct {
 	role    string
 	cmd     *exec.Cmd
@@ -226,10 +228,15 @@ type attackerProc struct {
 	stdout  strings.Builder // guarded by wg: read only after wg.Wait
 	stderr  bytes.Buffer
 	waited  bool
+
+	// onEvent, if set before the process starts printing, receives every "ATTACK-EVENT <json>" line as it
+	// comes (on the reading goroutine).
+	onEvent func([]byte)
 }
 
-// startAttacker starts role in ns with spec; t.Cleanup kills it if the test did not finish it.
-func startAttacker(t *testing.T, ns *nstest.NS, role string, spec any) *attackerProc {
+// startAttacker starts role in ns with spec; t.Cleanup kills it if the test did not finish it. onEvent, if
+// not nil, receives the process's events as they come.
+func startAttacker(t *testing.T, ns *nstest.NS, role string, spec any, onEvent func([]byte)) *attackerProc {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -239,7 +246,7 @@ func startAttacker(t *testing.T, ns *nstest.NS, role string, spec any) *attacker
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &attackerProc{role: role, cmd: ns.Command(exe), ready: make(chan struct{}), reports: make(chan []byte, 1)}
+	a := &attackerProc{role: role, cmd: ns.Command(exe), ready: make(chan struct{}), reports: make(chan []byte, 1), onEvent: onEvent}
 	a.cmd.Env = append(os.Environ(), roleEnv+"="+role, specEnv+"="+string(b))
 	a.cmd.Stderr = &a.stderr
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -264,6 +271,8 @@ func startAttacker(t *testing.T, ns *nstest.NS, role string, spec any) *attacker
 				close(a.ready)
 			case strings.HasPrefix(line, "ATTACK-REPORT "):
 				a.reports <- []byte(strings.TrimPrefix(line, "ATTACK-REPORT "))
+			case strings.HasPrefix(line, "ATTACK-EVENT ") && a.onEvent != nil:
+				a.onEvent([]byte(strings.TrimPrefix(line, "ATTACK-EVENT ")))
 			}
 		}
 	}()

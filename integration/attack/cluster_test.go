@@ -409,3 +409,35 @@ func (r *rig) stopAll(grace time.Duration) {
 	}
 	wg.Wait()
 }
+
+// stepDown is a leader giving up because no quorum answered it in time — what a leader that was not
+// scheduled for longer than the lease does when it runs again: Raft's lease step-down, or the VIP loop's
+// failed verification of leadership (which releases the VIP).
+type stepDown struct {
+	node string
+	at   time.Time
+}
+
+// lostQuorum are the log messages of a stepDown.
+var lostQuorum = []string{`msg="failed to contact quorum of nodes, stepping down"`, `msg="leader verification failed: releasing the VIP"`}
+
+// stepDowns reads every agent's log for step-downs.
+func (r *rig) stepDowns() []stepDown {
+	var out []stepDown
+	for _, n := range r.nodes {
+		b, err := os.ReadFile(n.log)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if !slices.ContainsFunc(lostQuorum, func(m string) bool { return strings.Contains(line, m) }) {
+				continue
+			}
+			ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+			if at, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+				out = append(out, stepDown{node: n.name, at: at})
+			}
+		}
+	}
+	return out
+}

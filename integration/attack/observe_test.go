@@ -155,7 +155,7 @@ func startARPClient(t *testing.T, r *rig, ph *phases) *arpClient {
 	return a
 }
 
-// arpStats sums the client's requests of the phases given (all when none).
+// arpStats is what the client's requests got.
 type arpStats struct {
 	sent, answered int
 	macs           map[string]int
@@ -174,12 +174,13 @@ func (s arpStats) String() string {
 		s.maxRTT.Round(time.Microsecond), s.macs)
 }
 
-func (a *arpClient) stats(phase ...string) arpStats {
+// stats sums the requests made during the phases match accepts.
+func (a *arpClient) stats(match func(phase string) bool) arpStats {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := arpStats{macs: map[string]int{}}
 	for _, x := range a.answers {
-		if len(phase) > 0 && !slices.Contains(phase, x.phase) {
+		if !match(x.phase) {
 			continue
 		}
 		s.sent++
