@@ -139,7 +139,7 @@ func ValidateAddr(addr string) error {
 		return errors.New(strconv.Quote(addr) + " has no host: use e.g. 10.0.0.21:6443")
 	}
 	if !validHost(host, strings.HasPrefix(addr, "[")) {
-		return errors.New(strconv.Quote(addr) + " has an invalid host: want an IP address or a DNS name, e.g. 10.0.0.21:6443 or [fd00::21]:6443")
+		return errors.New(strconv.Quote(addr) + " has an invalid host: want an IP address or a DNS name, e.g. 10.0.0.21:6443, [fd00::21]:6443 or [fe80::21%eth0]:6443")
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return errors.New("port " + strconv.Quote(port) + " in " + strconv.Quote(addr) + " is out of range 1-65535")
@@ -147,16 +147,18 @@ func ValidateAddr(addr string) error {
 	return nil
 }
 
-// validHost reports whether host is something a dialer can reach: an IP address (an IPv6 one, zone allowed,
-// when it was written in brackets) or a DNS name.
+// validHost reports whether host is something a dialer can reach and an HTTP check can name in its URL: an
+// IP address (an IPv6 one when it was written in brackets, with a zone of letters, digits, '.', '_' and '-'
+// — an interface name, or its index) or a DNS name.
 func validHost(host string, bracketed bool) bool {
 	if ip, err := netip.ParseAddr(host); err == nil {
-		return !bracketed || ip.Is6()
+		return (!bracketed || ip.Is6()) && nameChars(ip.Zone())
 	}
-	if bracketed || len(host) > 253 {
-		return false
-	}
-	for _, r := range host {
+	return !bracketed && len(host) <= 253 && nameChars(host)
+}
+
+func nameChars(s string) bool {
+	for _, r := range s {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
 			return false
 		}
