@@ -289,8 +289,7 @@ func (o outcome) log(t *testing.T) {
 				a.arpFlood)
 		}
 		for _, g := range a.gossip.Rogues {
-			fmt.Fprintf(&b, "    gossip %s: join answered by %d (%s), it learned %v\n", g.Name, g.Joined,
-				strings.Join(strings.Fields(g.JoinErr), " "), g.Saw)
+			fmt.Fprintf(&b, "    gossip %v\n", g)
 		}
 		if a.rogueSeenIn > 0 {
 			fmt.Fprintf(&b, "    a rogue was listed as a member %v after its join\n", a.rogueSeenIn.Round(time.Millisecond))
@@ -413,7 +412,7 @@ func TestAttackerSteersInsecureCluster(t *testing.T) {
 		t.Errorf("agents stopped: %v", o.running)
 	}
 	gossip := o.last("gossip")
-	t.Logf("what -insecure gave away: %d RPCs answered (e.g. %s); term moved %v, leader %q -> %q, voters %v -> %v; a rogue gossip node listed after %v, learning %v",
+	t.Logf("what -insecure gave away: %d RPCs answered (e.g. %s); term moved %v, leader %q -> %q, voters %v -> %v; a rogue gossip node listed after %v; %v",
 		len(learned), first(learned), termMoved, raft.before.leader, raft.after.leader, raft.before.voters, raft.after.voters,
 		gossip.rogueSeenIn.Round(time.Millisecond), gossip.gossip.Rogues)
 }

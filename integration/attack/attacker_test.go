@@ -82,6 +82,13 @@ type rogueSpec struct {
 
 type gossipReport struct{ Rogues []rogueSeen }
 
+func (g rogueSeen) String() string {
+	if g.JoinErr != "" {
+		return fmt.Sprintf("%s: join answered by %d (%s), it learned %v", g.Name, g.Joined, strings.Join(strings.Fields(g.JoinErr), " "), g.Saw)
+	}
+	return fmt.Sprintf("%s: join answered by %d, it learned %v", g.Name, g.Joined, g.Saw)
+}
+
 // rogueSeen is what one rogue gossip node got: how many nodes answered its join, and whom it saw.
 type rogueSeen struct {
 	Name    string

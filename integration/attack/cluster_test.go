@@ -75,6 +75,7 @@ type node struct {
 func startCluster(t *testing.T, mode security) *rig {
 	t.Helper()
 	nstest.Require(t)
+	nstest.RemoveStale()
 	bin := vipdBinary(t)
 	r := &rig{t: t, dir: t.TempDir(), mode: mode}
 	lan := nstest.NewLAN(t)

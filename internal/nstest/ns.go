@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -176,4 +177,28 @@ func (n *NS) Interface(t testing.TB, name string) *net.Interface {
 		t.Fatalf("interface %s in %s: %v", name, n.Name, err)
 	}
 	return ifi
+}
+
+// RemoveStale deletes the namespaces a test process that no longer runs left behind (killed by a timeout,
+// its Cleanup never ran), with their veths and bridges. Namespaces of running processes are left alone.
+func RemoveStale() {
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "vnt-")
+		if !ok {
+			continue
+		}
+		pidText, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // still running (or the pid was reused: then it is left for a later sweep)
+		}
+		_ = exec.Command("ip", "netns", "del", e.Name()).Run()
+	}
 }
