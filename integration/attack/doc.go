@@ -14,6 +14,12 @@
 // learned nothing (no term, index or node name). The same suite against a cluster started with -insecure
 // shows what that flag gives away, and must find something: otherwise the refusals prove nothing.
 //
+// The agents run with vipd's default Raft timings (50 ms lease), as users run them. A shared test machine
+// sometimes does not schedule any process for longer than that, which moves leadership whatever the
+// attacker does; a stall probe at the agent's priority (stall_test.go) tells such a change from the
+// attack's, and only then is the phase tried again from a new steady state (at most three times). Every
+// change no stall explains fails the test.
+//
 // The tests run in `make unit` (go test -race ./...) as root and skip without it. They are not behind the
 // integration build tag: they need no Docker, only ip (iproute2) and sysctl. The attacker runs as this
 // test binary re-executed inside its namespace (TestMain dispatches on an environment variable), so every
