@@ -9,7 +9,7 @@ COMMIT    ?= $(shell c=$$(git rev-parse --short=12 HEAD 2>/dev/null) && { git di
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 export CGO_ENABLED := 0
 
-.PHONY: all build test unit lint fmt-check vet staticcheck integration bench bench-failover demo images clean
+.PHONY: all build test unit lint fmt-check vet staticcheck integration bench bench-failover demo images clean fuzz
 
 all: build
 
@@ -39,6 +39,22 @@ staticcheck:
 
 unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# fuzz runs every fuzz target of the module (each `func Fuzz…` in a _test.go file, found anew every run), one
+# at a time as go test -fuzz requires, for FUZZTIME each; a crasher is written to the package's testdata/fuzz,
+# where plain go test replays it from then on. `make fuzz FUZZTIME=3s` is the quick pass.
+FUZZTIME ?= 30s
+fuzz:
+	@failed=; n=0; start=$$(date +%s); \
+	for file in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+		dir=$$(dirname $$file); \
+		for fn in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			n=$$((n+1)); echo "== $$dir $$fn ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$dir || failed="$$failed $$dir:$$fn"; \
+		done; \
+	done; \
+	echo "fuzz: $$n targets in $$(( $$(date +%s) - start ))s"; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed"; exit 1; fi
 
 clean:
 	rm -rf $(BIN)

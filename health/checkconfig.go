@@ -36,6 +36,9 @@ func NewChecker(c CheckConfig) (Checker, error) {
 	if !strings.HasPrefix(c.Path, "/") {
 		return nil, invalid("Path", "must start with /, got %q: use e.g. /readyz", c.Path)
 	}
+	if _, err := parseCheckPath(c.Path); err != nil {
+		return nil, invalid("Path", "%q is not a valid URL path (%v): escape it, e.g. %%20 for a space", c.Path, err)
+	}
 	opts := HTTPOptions{Scheme: c.Type, Path: c.Path}
 	if c.Type == CheckHTTPS {
 		tlsCfg, err := LoadTLSConfig(c.CAFile, c.CertFile, c.KeyFile, c.InsecureSkipVerify)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -137,11 +138,30 @@ func ValidateAddr(addr string) error {
 	if host == "" {
 		return errors.New(strconv.Quote(addr) + " has no host: use e.g. 10.0.0.21:6443")
 	}
-	if strings.ContainsAny(host, " /") {
-		return errors.New(strconv.Quote(addr) + " has an invalid host")
+	if !validHost(host, strings.HasPrefix(addr, "[")) {
+		return errors.New(strconv.Quote(addr) + " has an invalid host: want an IP address or a DNS name, e.g. 10.0.0.21:6443, [fd00::21]:6443 or [fe80::21%eth0]:6443")
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return errors.New("port " + strconv.Quote(port) + " in " + strconv.Quote(addr) + " is out of range 1-65535")
 	}
 	return nil
+}
+
+// validHost reports whether host is something a dialer can reach and an HTTP check can name in its URL: an
+// IP address (an IPv6 one when it was written in brackets, with a zone of letters, digits, '.', '_' and '-'
+// — an interface name, or its index) or a DNS name.
+func validHost(host string, bracketed bool) bool {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return (!bracketed || ip.Is6()) && nameChars(ip.Zone())
+	}
+	return !bracketed && len(host) <= 253 && nameChars(host)
+}
+
+func nameChars(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -34,7 +35,24 @@ type HTTPOptions struct {
 // httpChecker issues one GET per check over a fresh connection.
 type httpChecker struct {
 	scheme, path string
-	client       *http.Client
+	// target is path parsed (path and query); pathErr, the reason it would not parse. The request URL is
+	// built from it and the backend's address as a structure, so that an address with an IPv6 zone
+	// ([fe80::1%eth0]:6443) is escaped rather than taken for a broken %-escape.
+	target  *url.URL
+	pathErr error
+	client  *http.Client
+}
+
+// parseCheckPath parses an HTTP check's path (and query) as a request target.
+func parseCheckPath(path string) (*url.URL, error) {
+	u, err := url.ParseRequestURI(path)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return nil, fmt.Errorf("%q is a URL, not a path", path)
+	}
+	return u, nil
 }
 
 // NewHTTPChecker returns a Checker that sends GET Scheme://addr/Path and
@@ -62,9 +80,12 @@ func NewHTTPChecker(o HTTPOptions) Checker {
 	if o.TLS != nil {
 		tr.TLSClientConfig = o.TLS.Clone()
 	}
+	target, pathErr := parseCheckPath(path)
 	return &httpChecker{
-		scheme: scheme,
-		path:   path,
+		scheme:  scheme,
+		path:    path,
+		target:  target,
+		pathErr: pathErr,
 		client: &http.Client{
 			Transport: tr,
 			CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -78,22 +99,26 @@ func (c *httpChecker) Check(ctx context.Context, addr string) error {
 	if c.scheme != "http" && c.scheme != "https" {
 		return fmt.Errorf("check %q: %w", c.scheme, ErrScheme)
 	}
-	url := c.scheme + "://" + addr + c.path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if c.pathErr != nil {
+		return fmt.Errorf("check path %q: %w", c.path, c.pathErr)
+	}
+	u := url.URL{Scheme: c.scheme, Host: addr, Path: c.target.Path, RawPath: c.target.RawPath, RawQuery: c.target.RawQuery}
+	target := u.String()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
+		return fmt.Errorf("GET %s: %w", target, err)
 	}
 	req.Header.Set("User-Agent", "vipd-health-check")
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
+		return fmt.Errorf("GET %s: %w", target, err)
 	}
 	// Read a little of the body so the server is not reset mid-write; the
 	// connection is closed anyway (no keep-alive).
 	_, _ = io.CopyN(io.Discard, resp.Body, 4096)
 	_ = resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("GET %s: status %d: %w", url, resp.StatusCode, ErrStatus)
+		return fmt.Errorf("GET %s: status %d: %w", target, resp.StatusCode, ErrStatus)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vipd/vipd/agent"
 )
@@ -129,12 +130,12 @@ func writeMembersTable(w io.Writer, resp agent.MembersResponse) {
 		if m.VIPHeld {
 			vip = "holder"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, printable(m.Addr), m.Status, m.Role, healthText(m), vip,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, printable(m.Addr), printable(m.Status), printable(m.Role), healthText(m), vip,
 			printable(m.Version), securityText(m.Security))
 	}
 	tw.Flush()
 	if resp.Note != "" {
-		fmt.Fprintf(w, "\n%s\n", resp.Note)
+		fmt.Fprintf(w, "\n%s\n", plainText(resp.Note)) // prose that may quote a name (the leader's)
 	}
 }
 
@@ -164,25 +165,35 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	if cf.format == "json" {
 		return writeJSON(stdout, st)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	leader := st.Leader
-	if leader == "" {
+	return writeStatus(stdout, st)
+}
+
+// writeStatus renders `vipd status`. Every string came from the agent, and many from the network (the
+// leader's name is whatever the leader's Raft RPCs claimed): each is escaped before it reaches the terminal.
+func writeStatus(w io.Writer, st agent.StatusResponse) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	leader := printable(st.Leader)
+	if st.Leader == "" {
 		leader = "none"
+	}
+	vips := make([]string, len(st.VIPs))
+	for i, v := range st.VIPs {
+		vips[i] = printable(v)
 	}
 	rows := [][2]string{
 		{"Node", printable(st.Node)},
-		{"Cluster ID", st.ClusterID},
-		{"Role", st.Role},
-		{"Leader", strings.TrimSpace(leader + " " + st.LeaderAddr)},
+		{"Cluster ID", printable(st.ClusterID)},
+		{"Role", printable(st.Role)},
+		{"Leader", strings.TrimSpace(leader + " " + printable(st.LeaderAddr))},
 		{"Term", fmt.Sprint(st.Term)},
 		{"Last contact", st.LastContact.String()},
 		{"Commit index", fmt.Sprint(st.CommitIndex)},
 		{"Applied index", fmt.Sprint(st.AppliedIndex)},
 		{"Voters", fmt.Sprint(st.Voters)},
-		{"VIPs", strings.Join(st.VIPs, ", ")},
+		{"VIPs", strings.Join(vips, ", ")},
 		{"VIP held", fmt.Sprint(st.VIPHeld)},
-		{"Healthy", strings.TrimSpace(fmt.Sprint(st.Healthy) + " " + st.HealthReason)},
-		{"Version", st.Version},
+		{"Healthy", strings.TrimSpace(fmt.Sprint(st.Healthy) + " " + plainText(st.HealthReason))},
+		{"Version", printable(st.Version)},
 		{"Security", securityText(st.Security)},
 		{"Refused peers", fmt.Sprint(st.Refused)},
 	}
@@ -193,7 +204,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if st.Problem != "" {
-		fmt.Fprintf(stdout, "\nProblem: %s\n", st.Problem)
+		fmt.Fprintf(w, "\nProblem: %s\n", plainText(st.Problem))
 	}
 	return nil
 }
@@ -285,6 +296,25 @@ func printable(s string) string {
 		}
 	}
 	return s
+}
+
+// plainText shows the agent's prose (a note, a problem) as it is, except that control characters and invalid
+// UTF-8, which only a name from the network could have brought in, are escaped.
+func plainText(s string) string {
+	var b strings.Builder
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteString(s[:size])
+		}
+		s = s[size:]
+	}
+	return b.String()
 }
 
 // securityText shows how a node authenticates its peers; an unauthenticated one stands out.

@@ -125,7 +125,9 @@ func parseAgentConfig(args []string, stdout io.Writer) (agent.Config, error) {
 			printUsage(stdout, agentUsage, probe)
 			return agent.Config{}, err
 		}
-		return agent.Config{}, usageError{fmt.Sprintf("vipd agent: %v (see vipd agent -h)", err)}
+		// The flag package quotes values but echoes a flag's name as typed: escape it, so that the message
+		// stays one line of text whatever the argument held.
+		return agent.Config{}, usageError{fmt.Sprintf("vipd agent: %s (see vipd agent -h)", plainText(err.Error()))}
 	}
 	if probe.NArg() > 0 {
 		return agent.Config{}, usageError{fmt.Sprintf("vipd agent: unexpected argument %q: every setting is a -flag (see vipd agent -h)", probe.Arg(0))}
@@ -141,7 +143,7 @@ func parseAgentConfig(args []string, stdout io.Writer) (agent.Config, error) {
 	fs.SetOutput(io.Discard)
 	agentFlags(fs, &cfg, &configFile)
 	if err := fs.Parse(args); err != nil {
-		return agent.Config{}, usageError{fmt.Sprintf("vipd agent: %v", err)}
+		return agent.Config{}, usageError{fmt.Sprintf("vipd agent: %s", plainText(err.Error()))}
 	}
 	return cfg, nil
 }
