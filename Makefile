@@ -21,7 +21,12 @@ build:
 
 # test is the README's test command: static checks, unit and namespace tests with -race, then the
 # docker-compose suite.
-test: lint unit integration
+test: lint unit fuzz-quick test-package integration
+
+# fuzz-quick replays every fuzz target's corpus and fuzzes each for a few seconds (make fuzz is the long run).
+.PHONY: fuzz-quick
+fuzz-quick:
+	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 lint: fmt-check vet staticcheck
 
