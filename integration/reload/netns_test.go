@@ -103,10 +103,10 @@ func (n *netNS) listen(addr string) (net.Listener, error) {
 
 // httpClient talks to servers inside the namespace (the agent's admin API on its loopback).
 func (n *netNS) httpClient() *http.Client {
-	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return n.dial(addr, time.Second)
+			return n.dial(addr, 3*time.Second)
 		},
 	}}
 }

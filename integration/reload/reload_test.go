@@ -207,21 +207,26 @@ func TestReloadUnderLoad(t *testing.T) {
 		return nil
 	})
 
-	// The VIP must stay on this node through everything that follows.
+	// The VIP must stay on this node through everything that follows. A status request that fails (the admin
+	// API is slow on a loaded host) is counted apart: it says nothing about the VIP, which the short
+	// connections through it test anyway.
 	vipCtx, stopVIPWatch := context.WithCancel(context.Background())
 	var vipWG sync.WaitGroup
-	var vipSamples, vipLost int
+	var vipSamples, vipLost, vipUnknown int
 	var vipErr string
 	vipWG.Go(func() {
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			var st agent.StatusResponse
-			err := getJSON("/v1/status", &st)
-			vipSamples++
-			if err != nil || !st.VIPHeld {
+			switch err := getJSON("/v1/status", &st); {
+			case err != nil:
+				vipUnknown++
+			case !st.VIPHeld:
 				vipLost++
-				vipErr = fmt.Sprintf("at %s: held %t, err %v", time.Now().Format("15:04:05.000"), st.VIPHeld, err)
+				vipErr = fmt.Sprintf("at %s: role %s, %s", time.Now().Format("15:04:05.000"), st.Role, st.HealthReason)
+			default:
+				vipSamples++
 			}
 			select {
 			case <-vipCtx.Done():
@@ -477,7 +482,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	stopVIPWatch()
 	vipWG.Wait()
 	if vipLost > 0 || vipSamples < 10 {
-		t.Errorf("the VIP was not held in %d of %d samples (last %s)", vipLost, vipSamples, vipErr)
+		t.Errorf("the VIP was not held in %d of %d status samples (last %s); %d requests failed", vipLost, vipLost+vipSamples, vipErr, vipUnknown)
 	}
 
 	// The agent stops cleanly.
@@ -503,7 +508,8 @@ func TestReloadUnderLoad(t *testing.T) {
 		perBackend(conns), len(b2Conns), firstClose.Round(time.Millisecond), lastClose.Round(time.Millisecond), drain, closedOthers, streamed)
 	t.Logf("  short connections: %d (%.0f/s), %d failed, %d skipped by the generator (behind); per backend %v", len(results),
 		float64(len(results))/dur.Seconds(), len(failed), skipped, byBackend)
-	t.Logf("  VIP held in %d of %d status samples (every 50 ms); refused reloads: %d, each changed nothing", vipSamples-vipLost, vipSamples, len(refused))
+	t.Logf("  VIP held in %d of %d status samples (every 50 ms; %d requests unanswered); refused reloads: %d, each changed nothing",
+		vipSamples, vipSamples+vipLost, vipUnknown, len(refused))
 }
 
 // logLine is one JSON line of the agent's log, the fields the test reads.
