@@ -279,15 +279,18 @@ func (tr *trialResult) errorf(format string, args ...any) {
 }
 
 // reloadEvents are the log lines of what the scenario does to a node: a reload applied or refused, and the
-// drain of the removed backend's connections ending. A lease step-down within reloadBlame after one of them
-// may be its doing and counts against the reload; any other step-down during a trial is the host's load.
+// drain of the removed backend's connections ending. A leader's lease step-down within reloadBlame after
+// one of its own may be its doing and counts against the reload; any other step-down during a trial is the
+// host's load.
 var reloadEvents = []string{`msg="configuration reloaded"`, `msg="reload refused`, `msg="closed the connections of a removed backend"`}
 
-const reloadBlame = time.Second
+// reloadBlame is ten leases (-raft-lease 50 ms): an event that held up Raft would make its leader step down
+// within a lease or two of it.
+const reloadBlame = 500 * time.Millisecond
 
 // disturbance returns why the trial measured the host rather than the reload: a node stepped down for lack
-// of quorum contact (lease) after the trial's connections were open, at a time no reload event of any node
-// can explain. It returns "" if no node stepped down, or if one did close after a reload event: then the
+// of quorum contact (lease) after the trial's connections were open, at a time none of its own reload
+// events can explain. It returns "" if no node stepped down, or if one did close after a reload event: then the
 // trial counts, and its checks fail.
 func (r *reloadEnv) disturbance(tr *trialResult) string {
 	type event struct {
@@ -320,7 +323,8 @@ func (r *reloadEnv) disturbance(tr *trialResult) string {
 	for _, d := range downs {
 		explained := false
 		for _, ev := range events {
-			if !d.at.Before(ev.at.Add(-100*time.Millisecond)) && d.at.Before(ev.at.Add(reloadBlame)) {
+			// Only the leader's own events: a follower's hiccup leaves it a quorum with the other follower.
+			if ev.node == d.node && !d.at.Before(ev.at.Add(-100*time.Millisecond)) && d.at.Before(ev.at.Add(reloadBlame)) {
 				explained = true
 			}
 		}
