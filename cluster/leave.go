@@ -25,7 +25,9 @@ func (c *Cluster) Leave(ctx context.Context) error {
 	c.leaving.Store(true)
 	var errs []error
 	// Hand leadership over before anything else: gossiping the leaving flag waits for a broadcast round.
-	if r.State() == raft.Leader {
+	// A single voter (-dev, or the last node of a cluster) has nobody to hand over to: raft would fail with
+	// "cannot find peer", a warning on every such stop that says nothing.
+	if r.State() == raft.Leader && c.otherVoters() > 0 {
 		if err := r.LeadershipTransfer().Error(); err != nil {
 			c.log.Warn("leave: leadership transfer failed", "err", err)
 		} else {
@@ -43,6 +45,22 @@ func (c *Cluster) Leave(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// otherVoters counts the voters of raft's configuration other than this node; 0 if it cannot be read (then
+// a transfer could not find a peer either).
+func (c *Cluster) otherVoters() int {
+	cfg, err := c.configuration()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, s := range cfg.Servers {
+		if s.ID != raft.ServerID(c.cfg.NodeName) && s.Suffrage == raft.Voter {
+			n++
+		}
+	}
+	return n
 }
 
 func (c *Cluster) leaveRaft(ctx context.Context, r *raft.Raft) error {

@@ -28,7 +28,7 @@ func (reloaderCerts) PeerNames(cs tls.ConnectionState) []string { return pki.Pee
 // loadCerts loads cfg.TLS with every check of pki.Load (files readable, key private, certificate signed by
 // the CA, valid now, naming the node); an error names the field of the file at fault.
 func loadCerts(cfg Config) (certSource, error) {
-	r, err := pki.NewReloader(cfg.TLS, cfg.NodeName, cfg.Logger.With("component", "tls"), nil)
+	r, err := pki.NewReloader(cfg.TLS, cfg.NodeName, cfg.Logger.With(subsystemKey, "tls"), nil)
 	if err != nil {
 		var fe *pki.FileError
 		if errors.As(err, &fe) {
@@ -50,7 +50,7 @@ func (c *Cluster) tlsGossipTransport() (memberlist.NodeAwareTransport, error) {
 		BindPort: c.cfg.GossipPort,
 		Server:   c.certs.ServerConfig(),
 		Client:   c.certs.ClientConfig(),
-		Logger:   c.log.With("component", "gossip-tls"),
+		Logger:   c.log.With(subsystemKey, "gossip-tls"),
 		Allow:    allow,
 		Timeout:  gossipTCPTimeout,
 	})

@@ -157,7 +157,8 @@ func (t *Transport) runDest(d *dest) {
 					backoff = min(max(2*backoff, minBackoff), maxBackoff)
 					d.downUntil.Store(time.Now().Add(backoff).UnixNano())
 					t.stats.dropped.Add(1 + int64(drain(d.q)))
-					t.log.Debug("gossip: peer unreachable, dropping its packets", "peer", d.key.addr, "node", d.key.name,
+					// peer_node, not node: the cluster's logger already carries this node's own name as node.
+					t.log.Debug("gossip: peer unreachable, dropping its packets", "peer", d.key.addr, "peer_node", d.key.name,
 						"for", backoff, "err", err)
 					continue
 				}
