@@ -29,6 +29,7 @@ type options struct {
 	proxyCPU int
 	loadCPU  int
 	only     string
+	tests    string
 }
 
 func main() {
@@ -43,6 +44,7 @@ func main() {
 	flag.IntVar(&o.proxyCPU, "proxy-cpu", 0, "CPU the proxy under test is pinned to")
 	flag.IntVar(&o.loadCPU, "load-cpu", 1, "CPU the load generator and backends are pinned to")
 	flag.StringVar(&o.only, "only", "direct,vipd,haproxy", "comma-separated targets to run")
+	flag.StringVar(&o.tests, "tests", "bulk,rate,latency,idle", "comma-separated tests to run")
 	netns := flag.Bool("netns", true, "as root, run in a private network namespace (own loopback, no conntrack)")
 	flag.Parse()
 

@@ -13,15 +13,16 @@ type result struct {
 	skipped string
 	notes   []string
 
-	gbps        float64
-	connPerSec  float64
-	connFailed  int64
-	cpuPerConn  time.Duration // 0 = n/a
-	p50, p99    time.Duration
-	latFailed   int
-	idleHeld    int
-	fdsPerConn  float64 // -1 = n/a
-	rssPerConnK float64 // -1 = n/a
+	gbps          float64
+	connPerSec    float64
+	connFailed    int64
+	cpuPerConn    time.Duration // 0 = n/a
+	p50, p99      time.Duration
+	latCPUPerConn time.Duration // proxy CPU per connection in the open-loop latency test; 0 = n/a
+	latFailed     int
+	idleHeld      int
+	fdsPerConn    float64 // -1 = n/a
+	rssPerConnK   float64 // -1 = n/a
 }
 
 func (r *result) note(format string, args ...any) {
@@ -43,7 +44,7 @@ func selected(only, name string) bool {
 func measure(ctx context.Context, k targetKind, be *backend, o options) result {
 	r := result{name: k.name, fdsPerConn: -1, rssPerConnK: -1}
 	withTarget := func(test string, f func(t *target)) {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !selected(o.tests, test) {
 			return
 		}
 		waitDrained(be, 5*time.Second)
@@ -89,9 +90,18 @@ func measure(ctx context.Context, k targetKind, be *backend, o options) result {
 	})
 
 	withTarget("latency", func(t *target) {
+		var cpu0 time.Duration
+		if t.pid != 0 {
+			cpu0, _ = cpuTime(t.pid)
+		}
 		l := latency(ctx, t.addr, o.perSec, o.dur)
 		r.p50, r.p99, r.latFailed = l.p50, l.p99, l.fail
-		r.note("latency p50 %s p99 %s (%d ok, %d failed)", fmtMS(l.p50), fmtMS(l.p99), l.ok, l.fail)
+		if t.pid != 0 && l.ok > 0 {
+			if cpu1, err := cpuTime(t.pid); err == nil {
+				r.latCPUPerConn = (cpu1 - cpu0) / time.Duration(l.ok)
+			}
+		}
+		r.note("latency p50 %s p99 %s (%d ok, %d failed), %s CPU/conn at %d conn/s", fmtMS(l.p50), fmtMS(l.p99), l.ok, l.fail, fmtUS(r.latCPUPerConn), o.perSec)
 	})
 
 	withTarget("idle", func(t *target) {
