@@ -213,7 +213,7 @@ func (r *reactor) closeIdle(now, idle int64) int {
 // reset of the client (shutting down: nobody will serve it), and from now on every dial as it completes.
 func (r *reactor) closeAll() int {
 	r.closing = true
-	n := 0
+	n := r.refuseNew()
 	r.forEach(func(c *conn) {
 		if c.state == stateOpen {
 			r.release(c, false)

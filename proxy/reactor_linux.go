@@ -46,6 +46,7 @@ type reactor struct {
 	nextGen uint32
 
 	dialing    conn      // sentinel of the list of connects in progress (their timeouts)
+	newConns   []int     // accepted client sockets waiting for their dial, oldest first (see dialsPerRound)
 	again      []connRef // connections that stopped with bytes left to move (fairness): serviced next round
 	againSpare []connRef
 	armed      int64     // read deadline set on ep, unix nanos; 0 none
@@ -127,6 +128,9 @@ func (r *reactor) run() {
 		if r.hasMail.Load() {
 			r.readMail()
 		}
+		if len(r.newConns) > 0 {
+			r.adoptNew()
+		}
 		if r.armed != 0 && time.Now().UnixNano() >= r.armed {
 			r.expire()
 		}
@@ -145,7 +149,7 @@ func (r *reactor) close() {
 // wait returns the number of events in r.events. With work left over it only looks; otherwise it sleeps
 // in the Go poller until an event, a message or the next deadline.
 func (r *reactor) wait() int {
-	if len(r.again) > 0 {
+	if len(r.again) > 0 || len(r.newConns) > 0 {
 		return rawEpollWait(r.epfd, r.events[:])
 	}
 	r.arm()
@@ -301,7 +305,7 @@ func (r *reactor) readMail() {
 				close(m.done)
 			}
 		} else {
-			r.adopt(m.fd)
+			r.newConns = append(r.newConns, m.fd)
 		}
 		*m = message{}
 	}
@@ -370,6 +374,27 @@ func (r *reactor) continueAgain() {
 		r.service(c)
 	}
 	r.againSpare = again[:0]
+}
+
+// adoptNew starts the dials of up to dialsPerRound queued client sockets.
+func (r *reactor) adoptNew() {
+	n := min(len(r.newConns), dialsPerRound)
+	for _, fd := range r.newConns[:n] {
+		r.adopt(fd)
+	}
+	r.newConns = r.newConns[:copy(r.newConns, r.newConns[n:])]
+}
+
+// refuseNew resets the client sockets still queued (the drain gave up on them).
+func (r *reactor) refuseNew() int {
+	n := len(r.newConns)
+	for _, fd := range r.newConns {
+		rawReset(fd)
+		r.p.open.Add(-1)
+		r.s.ended()
+	}
+	r.newConns = r.newConns[:0]
+	return n
 }
 
 // forEach calls f for every live connection. f may end the connection it is given.

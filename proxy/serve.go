@@ -154,8 +154,8 @@ func (s *server) acceptFailed(err error) {
 	}
 }
 
-// admit applies MaxConns to an accepted client socket and hands it to the next reactor. from is the
-// accepting reactor (it adopts its own share directly), nil from acceptLoop.
+// admit applies MaxConns to an accepted client socket and queues it on the next reactor. from is the
+// accepting reactor (it queues its own share directly), nil from acceptLoop.
 func (s *server) admit(from *reactor, fd int) {
 	p := s.p
 	if n, limit := p.open.Add(1), p.config().MaxConns; limit > 0 && n > int64(limit) {
@@ -173,7 +173,7 @@ func (s *server) admit(from *reactor, fd int) {
 		r = s.reactors[s.next.Add(1)%uint32(n)]
 	}
 	if r == from {
-		r.adopt(fd)
+		r.newConns = append(r.newConns, fd)
 	} else {
 		r.post(message{fd: fd})
 	}
