@@ -22,7 +22,7 @@ import (
 // level-triggered, so what a batch leaves is reported again the next round. See CheckSomaxconn for the
 // queue's size.
 const (
-	acceptBatch   = 256
+	acceptBatch   = 1024
 	dialsPerRound = 64
 )
 

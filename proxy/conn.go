@@ -176,6 +176,7 @@ func (r *reactor) release(c *conn, reset bool) {
 func (r *reactor) end(c *conn) {
 	r.stopDialing(c)
 	r.removeConn(c)
+	r.load.Add(-1)
 	r.p.open.Add(-1)
 	r.s.ended()
 }

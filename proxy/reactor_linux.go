@@ -45,9 +45,10 @@ type reactor struct {
 	free    []int32
 	nextGen uint32
 
-	dialing    conn      // sentinel of the list of connects in progress (their timeouts)
-	newConns   []int     // accepted client sockets waiting for their dial, oldest first (see dialsPerRound)
-	again      []connRef // connections that stopped with bytes left to move (fairness): serviced next round
+	dialing    conn         // sentinel of the list of connects in progress (their timeouts)
+	newConns   []int        // accepted client sockets waiting for their dial, oldest first (see dialsPerRound)
+	load       atomic.Int64 // connections queued on or owned by this reactor, for admit
+	again      []connRef    // connections that stopped with bytes left to move (fairness): serviced next round
 	againSpare []connRef
 	armed      int64     // read deadline set on ep, unix nanos; 0 none
 	stale      bool      // ep's deadline passed: reads fail until arm sets or clears it
@@ -376,6 +377,16 @@ func (r *reactor) continueAgain() {
 	r.againSpare = again[:0]
 }
 
+// queueNew queues an accepted client socket on r, from the accepting reactor from (nil: acceptLoop).
+func (r *reactor) queueNew(fd int, from *reactor) {
+	r.load.Add(1)
+	if r == from {
+		r.newConns = append(r.newConns, fd)
+		return
+	}
+	r.post(message{fd: fd})
+}
+
 // adoptNew starts the dials of up to dialsPerRound queued client sockets.
 func (r *reactor) adoptNew() {
 	n := min(len(r.newConns), dialsPerRound)
@@ -390,6 +401,7 @@ func (r *reactor) refuseNew() int {
 	n := len(r.newConns)
 	for _, fd := range r.newConns {
 		rawReset(fd)
+		r.load.Add(-1)
 		r.p.open.Add(-1)
 		r.s.ended()
 	}

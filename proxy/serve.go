@@ -17,9 +17,9 @@ type server struct {
 	ln net.Listener
 
 	// One reactor per P (GOMAXPROCS at Serve's start): each owns the connections handed to it. Reactor 0
-	// accepts and deals new connections round-robin (next), keeping its own share.
+	// accepts; see admit for who serves what it accepts.
 	reactors []*reactor
-	next     atomic.Uint32
+	next     atomic.Uint32 // round-robin cursor of acceptLoop
 
 	// dialCtx is cancelled when draining gives up, so dials by name in progress end too.
 	dialCtx    context.Context
@@ -154,8 +154,16 @@ func (s *server) acceptFailed(err error) {
 	}
 }
 
-// admit applies MaxConns to an accepted client socket and queues it on the next reactor. from is the
-// accepting reactor (it queues its own share directly), nil from acceptLoop.
+// admit applies MaxConns to an accepted client socket and queues it on a reactor. from is the accepting
+// reactor, nil from acceptLoop (which deals round-robin).
+//
+// The accepting reactor keeps a connection when it can still dial it this round and holds no more
+// connections than the least loaded other reactor (plus a slack); otherwise the least loaded other reactor
+// gets it. So at a moderate rate one reactor serves everything and its rounds stay full (a reactor that
+// sleeps between connections pays a trip through the scheduler and two epoll_waits per wake-up: dealing
+// round-robin to two reactors at 10k conn/s cost 15% more CPU per connection than one reactor), while a
+// burst the accepting reactor cannot dial at once, and long-lived connections piling up on it, spread over
+// the others.
 func (s *server) admit(from *reactor, fd int) {
 	p := s.p
 	if n, limit := p.open.Add(1), p.config().MaxConns; limit > 0 && n > int64(limit) {
@@ -168,15 +176,33 @@ func (s *server) admit(from *reactor, fd int) {
 	}
 	s.connWG.Add(1)
 	s.conns.Add(1)
-	r := s.reactors[0]
-	if n := len(s.reactors); n > 1 {
-		r = s.reactors[s.next.Add(1)%uint32(n)]
+	switch {
+	case len(s.reactors) == 1:
+		s.reactors[0].queueNew(fd, from)
+	case from == nil:
+		s.reactors[s.next.Add(1)%uint32(len(s.reactors))].queueNew(fd, from)
+	default:
+		other := s.leastLoaded(from)
+		if len(from.newConns) < dialsPerRound && from.load.Load() <= other.load.Load()+spreadSlack {
+			other = from
+		}
+		other.queueNew(fd, from)
 	}
-	if r == from {
-		r.newConns = append(r.newConns, fd)
-	} else {
-		r.post(message{fd: fd})
+}
+
+// spreadSlack is how many more connections than the least loaded other reactor the accepting reactor keeps
+// before it hands new ones over.
+const spreadSlack = 64
+
+// leastLoaded returns the reactor other than not with the fewest connections.
+func (s *server) leastLoaded(not *reactor) *reactor {
+	var best *reactor
+	for _, r := range s.reactors {
+		if r != not && (best == nil || r.load.Load() < best.load.Load()) {
+			best = r
+		}
 	}
+	return best
 }
 
 // ended is the other half of admit's count.
