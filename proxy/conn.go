@@ -23,8 +23,9 @@ type conn struct {
 	dial         dialState
 	dprev, dnext *conn // the reactor's list of connects in progress, while dialing a raw socket
 
-	up, down pump
-	queued   bool // on the reactor's again list
+	up, down  pump
+	queued    bool  // on the reactor's again list
+	keepAlive uint8 // sockets whose keepalive the next keepalive pass sets (kaClient, kaBackend)
 
 	touched  bool  // bytes moved since the idle sweeper last looked
 	lastSeen int64 // unix nanos when the sweeper last saw activity; 0 not seen yet
@@ -54,7 +55,7 @@ func (c *conn) ref() connRef { return connRef{c.slot, c.gen} }
 func (c *conn) clear() {
 	c.r, c.set, c.be = nil, nil, nil
 	c.client, c.backend = -1, -1
-	c.state, c.start, c.queued, c.touched, c.lastSeen = stateDialing, 0, false, false, 0
+	c.state, c.start, c.queued, c.keepAlive, c.touched, c.lastSeen = stateDialing, 0, false, 0, false, 0
 	c.dial.clear()
 	c.up, c.down = pump{}, pump{}
 }

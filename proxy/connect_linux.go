@@ -80,7 +80,7 @@ func (r *reactor) nextAttempt(c *conn) {
 			r.dialByName(c)
 			return
 		}
-		fd, err := p.startConnect(be, c.set)
+		fd, err := p.startConnect(be)
 		if err == nil {
 			if err = r.register(c, fd, true); err != nil {
 				rawClose(fd)
@@ -183,20 +183,24 @@ func (r *reactor) connected(c *conn) {
 		return
 	}
 	r.tuneClient(c)
+	ka := uint8(0)
+	if !r.s.inherited || c.set.KeepAlive != r.s.lnKeepAlive {
+		ka |= kaClient // a Listen listener passes it on, unless SetConfig changed KeepAlive since
+	}
+	if be.hasSA && c.set.KeepAlive > 0 {
+		ka |= kaBackend // a raw socket starts with keepalive off; net.Dialer set it on one dialed by name
+	}
+	r.deferKeepAlive(c, ka)
 	if h := p.hooks.connected; h != nil {
 		h(c.client, c.backend)
 	}
 	r.open(c)
 }
 
-// tuneClient sets on the client socket what it did not inherit from the listener: the configured keepalive
-// (a Listen listener passes it on, unless SetConfig changed KeepAlive since) and TCP_NODELAY (raw accepts
-// from a listener not made by Listen). Small replies must not wait for an ACK (Nagle).
+// tuneClient sets TCP_NODELAY on a client socket that did not inherit it (a raw accept from a listener not
+// made by Listen): small replies must not wait for an ACK (Nagle). Keepalive comes later (deferKeepAlive).
 func (r *reactor) tuneClient(c *conn) {
 	s := r.s
-	if !s.inherited || c.set.KeepAlive != s.lnKeepAlive {
-		_ = setKeepAlive(c.client, c.set.KeepAlive)
-	}
 	if s.setNoDelay {
 		_ = rawSetsockoptInt(c.client, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}

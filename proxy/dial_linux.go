@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -51,12 +50,12 @@ func parseSockaddr(addr string) (sockaddr, bool) {
 // getsockname/getpeername of its addresses, bookkeeping) is needed for an IP literal. The loop guard runs
 // before the connect and, when only the socket's address can tell, right after it: connect has bound the
 // local address by then even when the handshake is still in progress.
-func (p *Proxy) startConnect(be *backend, set *settings) (int, error) {
+func (p *Proxy) startConnect(be *backend) (int, error) {
 	verdict, err := p.checkLoopBefore(be)
 	if err != nil {
 		return -1, err
 	}
-	fd, err := connectStart(&be.sa, set.KeepAlive)
+	fd, err := connectStart(&be.sa)
 	if err != nil {
 		return -1, fmt.Errorf("dial %s: %w", be.addr, err)
 	}
@@ -69,9 +68,9 @@ func (p *Proxy) startConnect(be *backend, set *settings) (int, error) {
 	return fd, nil
 }
 
-// connectStart returns a non-blocking socket with TCP_NODELAY and keepAlive whose connect to sa is in
-// progress or done.
-func connectStart(sa *sockaddr, keepAlive time.Duration) (int, error) {
+// connectStart returns a non-blocking socket with TCP_NODELAY whose connect to sa is in progress or done.
+// Its keepalive is set later, if the connection lives (keepalive_linux.go).
+func connectStart(sa *sockaddr) (int, error) {
 	fd, err := rawSocket(sa.family)
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)
@@ -82,12 +81,6 @@ func connectStart(sa *sockaddr, keepAlive time.Duration) (int, error) {
 	if err := rawSetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
 		rawClose(fd)
 		return -1, fmt.Errorf("set TCP_NODELAY: %w", err)
-	}
-	if keepAlive > 0 { // a new socket has keepalive off
-		if err := setKeepAlive(fd, keepAlive); err != nil {
-			rawClose(fd)
-			return -1, err
-		}
 	}
 	// On loopback the handshake completes inside this call, yet it reports EINPROGRESS; the socket's first
 	// event (writable, already queued when the reactor adds it) says so without another system call.

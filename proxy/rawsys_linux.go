@@ -102,9 +102,15 @@ func rawRecv(fd int, b []byte) (int, error) {
 	return int(r), nil
 }
 
-func rawSend(fd int, b []byte) (int, error) {
+// rawSend sends b; with more, the kernel holds a segment smaller than the MSS back for what follows (MSG_MORE):
+// a shutdown or close right after then sends the bytes and the FIN in one segment.
+func rawSend(fd int, b []byte, more bool) (int, error) {
+	flags := uintptr(unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL)
+	if more {
+		flags |= unix.MSG_MORE
+	}
 	r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
-		unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+		flags, 0, 0)
 	if e != 0 {
 		return 0, errnoErr(e)
 	}

@@ -50,6 +50,8 @@ type reactor struct {
 	load       atomic.Int64 // connections queued on or owned by this reactor, for admit
 	again      []connRef    // connections that stopped with bytes left to move (fairness): serviced next round
 	againSpare []connRef
+	kaPending  []connRef // connections whose keepalive the next keepalive pass sets
+	kaDue      int64     // unix nanos of that pass; 0 none
 	armed      int64     // read deadline set on ep, unix nanos; 0 none
 	stale      bool      // ep's deadline passed: reads fail until arm sets or clears it
 	acc        *acceptor // the listening socket, on the reactor that accepts (nil on the others)
@@ -313,8 +315,8 @@ func (r *reactor) readMail() {
 	r.spare = mail[:0]
 }
 
-// arm sets ep's read deadline to the earliest timer: the first connect timeout or the end of an accept
-// back-off. A deadline already armed earlier than needed stays (its wake-up finds nothing due and re-arms),
+// arm sets ep's read deadline to the earliest timer: the first connect timeout, the end of an accept
+// back-off, the keepalive pass. A deadline already armed earlier than needed stays (its wake-up finds nothing due and re-arms),
 // so steady traffic sets it about once per DialTimeout, not once per connection.
 func (r *reactor) arm() {
 	want := r.nextDeadline()
@@ -342,6 +344,9 @@ func (r *reactor) nextDeadline() int64 {
 	if a := r.acc; a != nil && a.pausedUntil != 0 && (next == 0 || a.pausedUntil < next) {
 		next = a.pausedUntil
 	}
+	if r.kaDue != 0 && (next == 0 || r.kaDue < next) {
+		next = r.kaDue
+	}
 	return next
 }
 
@@ -357,6 +362,9 @@ func (r *reactor) expire() {
 	}
 	if a := r.acc; a != nil && a.pausedUntil != 0 && a.pausedUntil <= now {
 		r.resumeAccept()
+	}
+	if r.kaDue != 0 && r.kaDue <= now {
+		r.setKeepAlives()
 	}
 	// The deadline passed: ep's reads fail until it is set again, so arm must set or clear it.
 	r.armed, r.stale = 0, true
