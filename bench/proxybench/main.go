@@ -1,10 +1,15 @@
-// Command proxybench is `make bench`: a loopback benchmark of vipd's proxy beside a direct connection to the
-// backend and HAProxy, with the proxy under test pinned to one CPU and the load generator and backends to
-// another. It prints one table of throughput, short-connection cost, latency and idle-connection footprint, with
-// the vipd/HAProxy ratio checked against the targets of issue 2.
+// Command proxybench is `make bench-proxy`: a loopback benchmark of vipd's proxy beside a direct connection to
+// the backend and HAProxy (and, with -vipd-base, an older vipd binary), with the proxy under test pinned to one
+// CPU and the load generator and backends to another. Tests: bulk throughput and CPU per GB; short connections
+// from 64 closed-loop clients on one CPU and on two (rate2: the proxy gets the load's CPU too, HAProxy runs
+// nbthread 2); latency and CPU per connection at a fixed 1k conn/s; the idle-connection footprint; a reconnect
+// storm (8,000 clients within 100 ms, as after a VIP move). It prints one table of medians over -reps
+// repetitions, the vipd/haproxy ratios (medians of per-repetition ratios) and the targets of issues 2 and 13.
 //
 // Every measurement gets a fresh proxy process, so one test's leftovers (heap, pools, TIME_WAIT) do not flatter
 // or penalise the next; every loop is bounded in time; every child process is killed when the harness exits.
+// As root it runs in a private network namespace, whose net.core.somaxconn (-somaxconn) is every target's
+// listen queue.
 package main
 
 import (
