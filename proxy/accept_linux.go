@@ -54,11 +54,8 @@ func dupListener(ln net.Listener) (int, bool) {
 	if err != nil {
 		return -1, false
 	}
-	fd, derr := -1, error(nil)
-	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil {
-		return -1, false
-	}
-	return fd, true
+	fd, err := dupSocket(rc)
+	return fd, err == nil
 }
 
 // listen makes r the accepting reactor for the listening socket fd.
@@ -146,13 +143,15 @@ func temporary(err error) bool {
 
 // acceptLoop accepts through ln.Accept, for listeners Serve cannot see through (a wrapper around a TCP
 // listener), and hands each connection's socket to a reactor. It returns when ln is closed.
-func (s *server) acceptLoop(stopping func() bool) {
+func (s *server) acceptLoop() {
 	var backoff time.Duration
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			if stopping() {
+			select {
+			case <-s.stopAccepting:
 				return
+			default:
 			}
 			if !temporary(err) {
 				s.acceptFailed(fmt.Errorf("accept on %s: %w", s.ln.Addr(), err))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -128,6 +129,12 @@ func detach(tc *net.TCPConn) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	return dupSocket(rc)
+}
+
+// dupSocket returns a close-on-exec duplicate of rc's descriptor: the same open socket (its non-blocking
+// flag included), outside the Go poller.
+func dupSocket(rc syscall.RawConn) (int, error) {
 	fd := -1
 	var derr error
 	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {

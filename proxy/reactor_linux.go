@@ -161,7 +161,7 @@ func (r *reactor) wait() int {
 	r.sleeping.Store(false)
 	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		// Only close closes ep, after run returned: this cannot happen. Stop rather than spin.
-		r.p.log.Error("proxy reactor: epoll file failed", "err", err)
+		r.p.log.Error("proxy reactor: epoll file failed", "reactor", r.id, "err", err)
 		r.stopped = true
 	}
 	return r.nready
@@ -316,8 +316,8 @@ func (r *reactor) readMail() {
 }
 
 // arm sets ep's read deadline to the earliest timer: the first connect timeout, the end of an accept
-// back-off, the keepalive pass. A deadline already armed earlier than needed stays (its wake-up finds nothing due and re-arms),
-// so steady traffic sets it about once per DialTimeout, not once per connection.
+// back-off, the keepalive pass. A deadline already armed earlier than needed stays (its wake-up finds
+// nothing due and re-arms), so steady traffic sets it about once a second, not once per connection.
 func (r *reactor) arm() {
 	want := r.nextDeadline()
 	if !r.stale && (r.armed == want || (r.armed != 0 && (want == 0 || r.armed <= want))) {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -29,8 +30,12 @@ type server struct {
 	connWG sync.WaitGroup // accepted connections not yet ended: what drain waits for
 	conns  atomic.Int64   // the same, as a number for logs
 
-	acceptErr     chan error    // a permanent accept error: Serve stops
-	stopAccepting chan struct{} // closed when Serve stops accepting (ends acceptLoop's back-off)
+	acceptErr     chan error      // a permanent accept error: Serve stops
+	stopAccepting chan struct{}   // closed when Serve stops accepting (ends acceptLoop's back-off)
+	listenAddr    *netip.AddrPort // ln's address, refused by the loop guard while Serve runs
+
+	accepting, loops, sweeper sync.WaitGroup // acceptLoop (listeners Serve cannot see through), reactors, sweeper
+	stopSweep                 context.CancelFunc
 
 	inherited    bool          // ln is a Listen listener: accepted sockets inherit lnKeepAlive and TCP_NODELAY
 	lnKeepAlive  time.Duration // the keepalive a Listen listener passes on
@@ -59,69 +64,73 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 			p.pipes.drain()
 		}
 	}()
-	l, inherited := ln.(listener)
-	s := &server{p: p, ln: ln, inherited: inherited, lnKeepAlive: l.keepAlive, connDuration: p.metrics.connDuration(),
-		acceptErr: make(chan error, 1), stopAccepting: make(chan struct{}), quit: make(chan struct{})}
-	s.dialCtx, s.cancelDial = context.WithCancel(context.Background())
-	defer s.cancelDial()
-	for i := range max(1, runtime.GOMAXPROCS(0)) {
-		r, err := newReactor(s, i)
-		if err != nil {
-			s.closeReactors()
-			_ = ln.Close()
-			return err
-		}
-		s.reactors = append(s.reactors, r)
+	s, err := p.newServer(ln)
+	if err != nil {
+		_ = ln.Close()
+		return err
 	}
-	defer s.closeReactors()
-	if a, ok := addrPortOf(ln.Addr()); ok {
-		p.addListen(a)
-		defer p.removeListen(a)
-	}
-	p.mu.Lock()
-	p.servers[s] = struct{}{}
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		delete(p.servers, s)
-		p.mu.Unlock()
-	}()
-
-	var accepting sync.WaitGroup // acceptLoop, when ln is not a plain TCP listener
-	stoppedAccepting := func() bool {
-		select {
-		case <-s.stopAccepting:
-			return true
-		default:
-			return false
-		}
-	}
-	if fd, ok := dupListener(ln); ok && s.reactors[0].listen(fd, ln.Addr().String()) == nil {
-		s.setNoDelay = !inherited
-	} else {
-		if ok {
-			rawClose(fd)
-		}
-		accepting.Go(func() { s.acceptLoop(stoppedAccepting) })
-	}
-	var loops sync.WaitGroup
-	for _, r := range s.reactors {
-		loops.Go(r.run)
-	}
-	sweepCtx, stopSweep := context.WithCancel(context.Background())
-	var sweeper sync.WaitGroup
-	sweeper.Go(func() { s.sweep(sweepCtx) })
-
-	var err error
+	defer s.close()
+	s.start()
 	select {
 	case <-ctx.Done():
 	case err = <-s.acceptErr:
 	}
-	// Stop accepting before draining: no connection may be added while drain waits for the count to reach 0.
+	s.stop()
+	return err
+}
+
+// newServer prepares a Serve on ln: its reactors and its place among the proxy's servers. It starts nothing.
+func (p *Proxy) newServer(ln net.Listener) (*server, error) {
+	l, inherited := ln.(listener)
+	s := &server{p: p, ln: ln, inherited: inherited, lnKeepAlive: l.keepAlive, connDuration: p.metrics.connDuration(),
+		acceptErr: make(chan error, 1), stopAccepting: make(chan struct{}), quit: make(chan struct{})}
+	s.dialCtx, s.cancelDial = context.WithCancel(context.Background())
+	for i := range max(1, runtime.GOMAXPROCS(0)) {
+		r, err := newReactor(s, i)
+		if err != nil {
+			s.cancelDial()
+			s.closeReactors()
+			return nil, err
+		}
+		s.reactors = append(s.reactors, r)
+	}
+	if a, ok := addrPortOf(ln.Addr()); ok {
+		p.addListen(a)
+		s.listenAddr = &a
+	}
+	p.mu.Lock()
+	p.servers[s] = struct{}{}
+	p.mu.Unlock()
+	return s, nil
+}
+
+// start gives the listening socket to reactor 0 (or starts acceptLoop for a listener it cannot see
+// through), then the reactors and the idle sweeper.
+func (s *server) start() {
+	if fd, ok := dupListener(s.ln); ok && s.reactors[0].listen(fd, s.ln.Addr().String()) == nil {
+		s.setNoDelay = !s.inherited
+	} else {
+		if ok {
+			rawClose(fd)
+		}
+		s.accepting.Go(s.acceptLoop)
+	}
+	for _, r := range s.reactors {
+		s.loops.Go(r.run)
+	}
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	s.stopSweep = stopSweep
+	s.sweeper.Go(func() { s.sweep(sweepCtx) })
+}
+
+// stop ends what start started, in order: accepting (no connection may be added while drain waits for the
+// count to reach 0), the connections (drain), CloseBackend's closers, the sweeper, the dials by name (their
+// results go to running reactors, which find the connections gone and close them), the reactors.
+func (s *server) stop() {
 	close(s.stopAccepting)
 	s.reactors[0].do(func(r *reactor) { r.stopAccept() })
-	_ = ln.Close()
-	accepting.Wait()
+	_ = s.ln.Close()
+	s.accepting.Wait()
 
 	s.drain()
 	s.mu.Lock()
@@ -129,14 +138,26 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	s.mu.Unlock()
 	close(s.quit)
 	s.closers.Wait()
-	stopSweep()
-	sweeper.Wait()
-	s.dialers.Wait() // their results go to running reactors, which find the connections gone and close them
+	s.stopSweep()
+	s.sweeper.Wait()
+	s.cancelDial()
+	s.dialers.Wait()
 	for _, r := range s.reactors {
 		r.post(message{fd: -1, fn: func(r *reactor) { r.stopped = true }})
 	}
-	loops.Wait()
-	return err
+	s.loops.Wait()
+}
+
+// close releases what newServer took, once stop has returned.
+func (s *server) close() {
+	s.closeReactors()
+	p := s.p
+	if s.listenAddr != nil {
+		p.removeListen(*s.listenAddr)
+	}
+	p.mu.Lock()
+	delete(p.servers, s)
+	p.mu.Unlock()
 }
 
 func (s *server) closeReactors() {
