@@ -1,36 +1,48 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vipd/vipd/internal/localerr"
 )
 
-// rawAccepter accepts client sockets with a raw accept4 on a TCP listener's descriptor, inside a
-// RawConn.Read, so the accept loop still parks in the Go poller while no connect is pending. A listener's
-// own RawConn refuses Read, so it works on a duplicate of the listening socket (TCPListener.File, still
-// non-blocking); the listening socket stays open until both the listener and the duplicate are closed.
-//
-// net.TCPListener.Accept makes accept4 and a setsockopt(TCP_NODELAY) as scheduler-notified system calls,
-// calls getsockname, and allocates a netFD with two TCPAddrs the proxy never reads. A notified call wakes
-// the runtime's sysmon thread whenever the process had gone idle, which at 1k conn/s is once per connection
-// (two context switches on the proxy's core). Here the accepted descriptor goes straight into an *os.File
-// (a raw fcntl and the poller registration); TCP_NODELAY and keepalive are inherited from a Listen
-// listener, or set raw by Serve otherwise.
-type rawAccepter struct {
-	f        *os.File // the duplicate listening socket
-	rc       syscall.RawConn
-	acceptFn func(fd uintptr) bool
-	fd       int   // result of the last callback
-	err      error // error of the last callback
+// Accepting comes first, dialing after, each bounded per round. A connection costs about 3 µs to accept and
+// ten times that to connect and serve, so a reactor that dialed every connection as it accepted it would
+// empty the kernel's listen queue no faster than it serves: in a reconnect storm (8,000 clients within
+// 100 ms after a VIP move) the queue overflows, the kernel drops SYNs, and each dropped client retries one
+// second later. Instead the accepting reactor takes up to acceptBatch connections per round out of the
+// kernel's queue into its reactors' own FIFOs (newConns), and each reactor dials at most dialsPerRound of
+// them per round before it moves bytes again. The kernel queue then only holds what arrives within one
+// round, and the connections wait in user space, in order, at 4 bytes each. The listening socket is
+// level-triggered, so what a batch leaves is reported again the next round. See CheckSomaxconn for the
+// queue's size.
+const (
+	acceptBatch   = 1024
+	dialsPerRound = 64
+)
+
+// acceptor is the listening socket in one reactor's epoll set: a duplicate of the listener's descriptor
+// (the socket stays open until both are closed), accepted from with raw accept4. Accepting this way skips
+// what net.TCPListener.Accept does for every connection and the proxy never uses: a notified accept4 and
+// setsockopt(TCP_NODELAY), getsockname, a netFD with two TCPAddrs, the Go poller registration. TCP_NODELAY
+// and keepalive are inherited from a Listen listener, or set raw once the backend is connected.
+type acceptor struct {
+	fd          int
+	addr        string        // for errors and logs
+	backoff     time.Duration // after a resource error; 0 while accepts succeed
+	pausedUntil int64         // unix nanos: out of the set until then, after a resource error
 }
 
-// newRawAccepter returns an accepter for ln, or false when ln is not a plain TCP listener or is closed
-// (Serve then falls back to ln.Accept). The caller closes it (as well as ln) to stop accepting.
-func newRawAccepter(ln net.Listener) (*rawAccepter, bool) {
+// dupListener returns a duplicate of ln's listening socket for a reactor, or false when ln is not a plain
+// TCP listener or is closed (Serve then accepts through ln.Accept).
+func dupListener(ln net.Listener) (int, bool) {
 	var tl *net.TCPListener
 	switch l := ln.(type) {
 	case listener:
@@ -38,52 +50,142 @@ func newRawAccepter(ln net.Listener) (*rawAccepter, bool) {
 	case *net.TCPListener:
 		tl = l
 	default:
-		return nil, false
+		return -1, false
 	}
-	f, err := tl.File()
+	rc, err := tl.SyscallConn()
 	if err != nil {
-		return nil, false
+		return -1, false
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		_ = f.Close()
-		return nil, false
-	}
-	a := &rawAccepter{f: f, rc: rc}
-	a.acceptFn = a.onReadable
-	return a, true
+	fd, err := dupSocket(rc)
+	return fd, err == nil
 }
 
-// accept waits for and returns the next client socket. Errors wrap the errno (errors.Is works against
-// syscall.EMFILE and the like); after close the error wraps net.ErrClosed.
-func (a *rawAccepter) accept() (*os.File, error) {
-	a.fd, a.err = -1, nil
-	if err := a.rc.Read(a.acceptFn); err != nil {
-		return nil, fmt.Errorf("%w: %w", net.ErrClosed, err) // no deadline is ever set: only close ends a wait
+// listen makes r the accepting reactor for the listening socket fd.
+func (r *reactor) listen(fd int, addr string) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: tokenListen} // level-triggered: see acceptBatch
+	if err := rawEpollCtl(r.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return fmt.Errorf("epoll_ctl listener: %w", err)
 	}
-	if a.err != nil {
-		return nil, a.err
-	}
-	return os.NewFile(uintptr(a.fd), "client"), nil
+	r.acc = &acceptor{fd: fd, addr: addr}
+	return nil
 }
 
-// close closes the duplicate listening socket; a parked accept returns.
-func (a *rawAccepter) close() { _ = a.f.Close() }
-
-func (a *rawAccepter) onReadable(fd uintptr) bool {
-	for {
-		r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, fd, 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+// accept takes up to acceptBatch pending connections and queues each on a reactor.
+func (r *reactor) accept() {
+	a := r.acc
+	if a.pausedUntil != 0 {
+		return
+	}
+	for range acceptBatch {
+		fd, e := rawAccept(a.fd)
 		switch e {
 		case 0:
-			a.fd = int(r)
-			return true
+			a.backoff = 0
+			r.s.admit(r, fd)
+			continue
 		case unix.EINTR, unix.ECONNABORTED: // a client that reset before we got to it: take the next
 			continue
 		case unix.EAGAIN:
-			return false // nothing pending: park on the listener
-		default:
-			a.err = os.NewSyscallError("accept4", e)
+			return
+		}
+		err := fmt.Errorf("accept on %s: %w", a.addr, os.NewSyscallError("accept4", e))
+		if temporary(err) {
+			r.pauseAccept(err)
+			return
+		}
+		r.stopAccept()
+		r.s.acceptFailed(err)
+		return
+	}
+}
+
+// pauseAccept takes the listening socket out of the set for a back-off after a resource error (out of
+// descriptors or memory: closing connections relieves it), so the level-triggered socket does not spin.
+func (r *reactor) pauseAccept(err error) {
+	a := r.acc
+	a.backoff = min(max(2*a.backoff, 5*time.Millisecond), time.Second)
+	a.pausedUntil = time.Now().Add(a.backoff).UnixNano()
+	ev := unix.EpollEvent{Fd: tokenListen}
+	_ = rawEpollCtl(r.epfd, unix.EPOLL_CTL_MOD, a.fd, &ev)
+	if errno, ok := localerr.Errno(err); ok {
+		r.p.localError(opAccept, errno, err, "listener", a.addr, "backoff", a.backoff)
+	} else {
+		r.p.log.Warn("accept failed; backing off", "err", err, "backoff", a.backoff)
+	}
+}
+
+func (r *reactor) resumeAccept() {
+	a := r.acc
+	a.pausedUntil = 0
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: tokenListen}
+	_ = rawEpollCtl(r.epfd, unix.EPOLL_CTL_MOD, a.fd, &ev)
+}
+
+// stopAccept closes r's listening socket. The listener itself is closed by Serve.
+func (r *reactor) stopAccept() {
+	if a := r.acc; a != nil {
+		// Explicitly out of the set: the listener's own descriptor keeps the socket open, so closing ours
+		// alone would leave it registered.
+		_ = rawEpollCtl(r.epfd, unix.EPOLL_CTL_DEL, a.fd, &unix.EpollEvent{})
+		rawClose(a.fd)
+		r.acc = nil
+	}
+}
+
+// temporary reports accept errors worth retrying: resource exhaustion that closing connections relieves.
+func temporary(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
 			return true
 		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// acceptLoop accepts through ln.Accept, for listeners Serve cannot see through (a wrapper around a TCP
+// listener), and hands each connection's socket to a reactor. It returns when ln is closed.
+func (s *server) acceptLoop() {
+	var backoff time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			select {
+			case <-s.stopAccepting:
+				return
+			default:
+			}
+			if !temporary(err) {
+				s.acceptFailed(fmt.Errorf("accept on %s: %w", s.ln.Addr(), err))
+				return
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			if errno, ok := localerr.Errno(err); ok {
+				s.p.localError(opAccept, errno, err, "listener", s.ln.Addr().String(), "backoff", backoff)
+			} else {
+				s.p.log.Warn("accept failed; backing off", "err", err, "backoff", backoff)
+			}
+			select {
+			case <-time.After(backoff):
+			case <-s.stopAccepting:
+				return
+			}
+			continue
+		}
+		backoff = 0
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			s.p.log.Error("proxy needs a TCP listener; closing connection", "type", fmt.Sprintf("%T", c))
+			_ = c.Close()
+			continue
+		}
+		fd, err := detach(tc)
+		if err != nil {
+			if errno, ok := localerr.Errno(err); ok {
+				s.p.localError(opAccept, errno, err, "listener", s.ln.Addr().String())
+			}
+			continue
+		}
+		s.admit(nil, fd)
 	}
 }

@@ -1,184 +1,135 @@
 package proxy
 
 import (
-	"errors"
-	"net"
-	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// conn is one proxied connection: the client socket, the backend socket and a pump per direction, each on
-// its own goroutine (fresh, so a parked pump keeps the minimal stack); whichever finishes last releases the
-// conn. conns are pooled so the per-connection bookkeeping does not allocate.
+// conn is one proxied connection, owned by one reactor from accept to close: the client socket, the backend
+// socket once a connect started, and a pump per direction. Only its reactor reads or writes it. conns are
+// pooled, so a connection allocates nothing of its own.
 type conn struct {
-	s        *server
-	be       *backend
-	client   socket
-	backend  socket
-	up, down pump
+	r       *reactor
+	slot    int32  // index in r.slots
+	gen     uint32 // generation: events and posted results carry it (31 bits)
+	state   connState
+	client  int       // client socket
+	backend int       // backend socket, -1 before the first connect attempt
+	set     *settings // the configuration in force when the connection was accepted, for its whole life
+	be      *backend  // the backend of the connect in progress, then of the connection; nil before
+	start   int64     // unix nanos of the accept, for the duration histogram; 0 without metrics
 
-	running atomic.Int32 // pumps still running (plus a pump inside park); whoever brings it to 0 releases the conn
-	// downState is the downstream direction's owner: a goroutine (downRunning), the server's idle set with
-	// no goroutine (downParked), or nobody (downDone). Moves out of downParked are CASes, so exactly one of
-	// the watcher (wake) and a closer (claim) takes a parked direction over.
-	downState atomic.Int32
-	downInSet bool  // the backend socket is registered in the idle set (re-arm with MOD); the down pump's
-	slot      int32 // index in the idle set, valid while tracked
-	gen       uint32
+	dial         dialState
+	dprev, dnext *conn // the reactor's list of connects in progress, while dialing a raw socket
 
-	closed  atomic.Bool // both sockets closed (once)
-	touched atomic.Bool // bytes moved since the idle sweeper last looked
-	start   int64       // unix nanos of the dial's start, for the duration histogram; 0 without metrics
+	up, down  pump
+	queued    bool  // on the reactor's again list
+	keepAlive uint8 // sockets whose keepalive the next keepalive pass sets (kaClient, kaBackend)
 
-	// Guarded by server.mu.
-	lastSeen   int64 // unix nanos when the sweeper last saw activity
-	prev, next *conn
+	touched  bool  // bytes moved since the idle sweeper last looked
+	lastSeen int64 // unix nanos when the sweeper last saw activity; 0 not seen yet
 }
+
+type connState uint8
 
 const (
-	downRunning = iota
-	downParked
-	downDone
+	stateDialing connState = iota // the backend connect (or a dial by name) is in progress
+	stateOpen                     // both sockets connected: bytes move
 )
 
-func newConn() *conn {
-	c := &conn{}
-	c.up.bind()
-	c.down.bind()
-	return c
+func newConn() *conn { return &conn{client: -1, backend: -1} }
+
+// token is the epoll data word for one of c's sockets under its current generation.
+func (c *conn) token(backend bool) int32 {
+	t := int32(c.gen << 1)
+	if backend {
+		t |= 1
+	}
+	return t
 }
 
-// reset prepares a pooled conn for a new client/backend pair.
-func (c *conn) reset(s *server, be *backend, client, backend socket) error {
-	c.s, c.be, c.client, c.backend = s, be, client, backend
-	c.running.Store(2)
-	c.downState.Store(downRunning)
-	c.downInSet = false
-	c.closed.Store(false)
-	c.touched.Store(false)
-	c.lastSeen, c.prev, c.next = 0, nil, nil
-	crc, err := client.SyscallConn()
-	if err != nil {
-		return err
-	}
-	brc, err := backend.SyscallConn()
-	if err != nil {
-		return err
-	}
-	c.up.reset(c, true, crc, brc)
-	c.down.reset(c, false, brc, crc)
-	c.down.parkIdle = s.idle != nil
-	return nil
-}
+func (c *conn) ref() connRef { return connRef{c.slot, c.gen} }
 
 // clear drops references before the conn goes back to the pool.
 func (c *conn) clear() {
-	c.up.clear()
-	c.down.clear()
-	c.s, c.be, c.client, c.backend = nil, nil, nil, nil
+	c.r, c.set, c.be = nil, nil, nil
+	c.client, c.backend = -1, -1
+	c.state, c.start, c.queued, c.keepAlive, c.touched, c.lastSeen = stateDialing, 0, false, 0, false, 0
+	c.dial.clear()
+	c.up, c.down = pump{}, pump{}
 }
 
-// pumpUp and pumpDown are the pump goroutines' bodies.
-func (c *conn) pumpUp() {
-	s := c.s // c may be recycled once the pump returns
-	defer s.connWG.Done()
-	c.runPump(&c.up)
-}
-
-func (c *conn) pumpDown() {
-	s := c.s // c may be recycled once the pump returns
-	err := c.down.run()
-	if err == errParked {
-		if c.park() {
-			return // the count in connWG stays with the parked direction
-		}
-		err = net.ErrClosed
-	}
-	c.endPump(&c.down, err)
-	s.connWG.Done()
-}
-
-// park hands the idle downstream direction to the idle set. It reports false when the backend socket was
-// closed meanwhile and this goroutine still owns the direction (it must then finish it).
-//
-// Publishing downParked gives the direction away: from that store on, a closer (idle sweep, drain, the
-// upstream pump failing) may claim and finish it, and without more the conn could be released, recycled by
-// the pool and handed to a new connection before the arm below even ran (a nil srcRC, or a CAS that steals
-// the new connection's parked direction). So park holds a reference of its own (running, and connWG so
-// Serve waits for it) from before the store until it no longer reads c; whoever drops the last reference
-// releases the conn. The arm's parameters are copied out first, because a woken pump may park (and
-// prepare its own arm) concurrently.
-func (c *conn) park() bool {
-	s := c.s
-	c.running.Add(1)
-	s.connWG.Add(1)
-	defer func() {
-		c.unref()
-		s.connWG.Done()
-	}()
-	arm := s.idle.armer(c)
-	c.downState.Store(downParked)
-	if h := s.p.hooks.parked; h != nil {
-		h(c)
-	}
-	var armErr error
-	err := c.down.srcRC.Control(func(fd uintptr) { armErr = arm.arm(int(fd)) })
-	if err == nil && armErr == nil {
-		return true
-	}
-	// Not armed, so no event will come: take the direction back, unless a closer claimed it already.
-	if !c.downState.CompareAndSwap(downParked, downRunning) {
-		return true
-	}
-	if arm.op == unix.EPOLL_CTL_ADD {
-		c.downInSet = false // the ADD failed: the socket is not in the set
-	}
-	return false
-}
-
-// wakeDown is the idle set's callback: the backend became readable, run the downstream direction again.
-func (c *conn) wakeDown() {
-	if c.downState.CompareAndSwap(downParked, downRunning) {
-		go c.pumpDown()
+// clientEvent records what the client socket reported and moves bytes if the connection is open.
+func (r *reactor) clientEvent(c *conn, ev uint32) {
+	c.up.srcEvent(ev)
+	c.down.dstEvent(ev)
+	if c.state == stateOpen {
+		r.service(c)
 	}
 }
 
-// runPump runs one direction to its end.
-func (c *conn) runPump(d *pump) {
-	c.endPump(d, d.run())
-}
-
-// endPump ends one direction: on EOF (nil) it propagates the half-close to the other side; on an error it
-// closes both sockets so the other direction ends too. The last direction releases the conn.
-func (c *conn) endPump(d *pump, err error) {
-	if !d.upstream {
-		c.downState.Store(downDone)
-	}
-	if err != nil {
-		c.fail(d, err)
-	} else if c.running.Load() > 1 {
-		// EOF from src while the other direction still runs: tell dst we will send no more, but keep
-		// reading its reply. When this is the last direction, release's close sends the FIN anyway.
-		_ = d.dstRC.Control(d.shutdownFn)
-	}
-	c.unref()
-}
-
-// unref drops one reference (a direction, or a parking pump); the last one releases the conn.
-func (c *conn) unref() {
-	if c.running.Add(-1) == 0 {
-		c.s.release(c)
-	}
-}
-
-// fail records a copy error and aborts the connection. An error caused by our own close (the other
-// direction failed, idle timeout, drain) is not a copy error.
-func (c *conn) fail(d *pump, err error) {
-	if errors.Is(err, net.ErrClosed) || c.closed.Load() {
-		c.closeBoth(false)
+// backendEvent records what the backend socket reported: the outcome of a connect in progress, or
+// readiness to move bytes.
+func (r *reactor) backendEvent(c *conn, ev uint32) {
+	if c.state == stateDialing {
+		r.connectEvent(c, ev)
 		return
 	}
+	c.down.srcEvent(ev)
+	c.up.dstEvent(ev)
+	r.service(c)
+}
+
+// open starts moving bytes once the backend socket is connected.
+func (r *reactor) open(c *conn) {
+	c.state = stateOpen
+	c.up.start(c.client, c.backend, true, c.be)
+	c.down.start(c.backend, c.client, false, c.be)
+	r.service(c)
+}
+
+// service moves what both directions can move now. A direction whose source ended and whose bytes are all
+// delivered passes the end on (half-close: shutdown of the other socket's sending side, so the peer still
+// gets its answer); when both have ended the connection is released. An error aborts the connection.
+func (r *reactor) service(c *conn) {
+	for _, d := range [2]*pump{&c.up, &c.down} {
+		if d.done {
+			continue
+		}
+		more, err := d.move(r)
+		if d.active {
+			c.touched, d.active = true, false
+		}
+		if err != nil {
+			r.fail(c, d, err)
+			return
+		}
+		if more {
+			r.queue(c)
+		}
+		if d.ended() {
+			d.finish(r.p.pipes)
+			if other := c.other(d); !other.done {
+				_ = rawShutdown(d.dst, unix.SHUT_WR) // the last direction's close sends the FIN anyway
+			}
+		}
+	}
+	if c.up.done && c.down.done {
+		r.release(c, false)
+	}
+}
+
+func (c *conn) other(d *pump) *pump {
+	if d == &c.up {
+		return &c.down
+	}
+	return &c.up
+}
+
+// fail records a copy error and aborts the connection: the peer of the failed side gets a reset, not a
+// clean end of stream, and so does the other peer.
+func (r *reactor) fail(c *conn, d *pump, err error) {
 	dir := "downstream"
 	if d.upstream {
 		dir = "upstream"
@@ -186,29 +137,92 @@ func (c *conn) fail(d *pump, err error) {
 	} else {
 		inc(c.be.m.copyErrDown)
 	}
-	c.s.p.log.Debug("proxy copy error", "backend", c.be.addr, "client", peer{c.client}, "direction", dir, "err", err)
-	// Pass the abort on: the peer of the failed side gets a reset, not a clean end of stream.
-	c.closeBoth(true)
+	r.p.log.Debug("proxy copy error", "backend", c.be.addr, "client", peer{c.client}, "direction", dir, "err", err)
+	r.release(c, true)
 }
 
-// closeBoth closes both sockets once; reset sends RST instead of FIN. Safe from any goroutine.
-func (c *conn) closeBoth(reset bool) {
-	if !c.closed.CompareAndSwap(false, true) {
-		return
+// release ends c: its sockets are closed (with resets when reset is set, else with FINs), its backend's
+// counters and the proxy's are updated, and its slot is freed. It is the one way a connection ends once it
+// has a backend, whatever ended it.
+func (r *reactor) release(c *conn, reset bool) {
+	c.up.finish(r.p.pipes)
+	c.down.finish(r.p.pipes)
+	if c.state == stateDialing {
+		r.stopDialing(c)
 	}
 	if reset {
 		setLinger0(c.client)
-		setLinger0(c.backend)
+		if c.backend >= 0 {
+			setLinger0(c.backend)
+		}
 	}
-	_ = c.client.Close()
-	_ = c.backend.Close()
-	if c.downState.CompareAndSwap(downParked, downDone) {
-		// The parked direction has no goroutine to notice the close (a closed fd leaves the epoll set
-		// silently): finish it here, off the caller's locks (the sweeper and drain hold server.mu).
-		go func() {
-			s := c.s
-			c.endPump(&c.down, net.ErrClosed)
-			s.connWG.Done()
-		}()
+	rawClose(c.client)
+	if c.backend >= 0 {
+		rawClose(c.backend)
 	}
+	if be := c.be; be != nil {
+		be.activeN.Add(-1)
+		if c.state == stateOpen {
+			gaugeAdd(be.m.active, -1)
+		}
+	}
+	if c.start != 0 && c.state == stateOpen {
+		observe(r.s.connDuration, time.Duration(time.Now().UnixNano()-c.start))
+	}
+	r.end(c)
+}
+
+// end frees c's slot and the proxy's count of it: after release, or after a refusal (the client was reset
+// and no backend was ever connected).
+func (r *reactor) end(c *conn) {
+	r.stopDialing(c)
+	r.removeConn(c)
+	r.load.Add(-1)
+	r.p.open.Add(-1)
+	r.s.ended()
+}
+
+// closeWhere closes (FIN, not reset) every open connection for which match holds and returns how many. It is
+// the one way connections end that their reactor did not see end: drain, the idle sweeper and CloseBackend
+// all come through here, on the reactor's goroutine.
+func (r *reactor) closeWhere(match func(*conn) bool) int {
+	n := 0
+	r.forEach(func(c *conn) {
+		if c.state == stateOpen && match(c) {
+			r.release(c, false)
+			n++
+		}
+	})
+	return n
+}
+
+// closeIdle closes the open connections that moved no byte for idle nanoseconds, as of now.
+func (r *reactor) closeIdle(now, idle int64) int {
+	return r.closeWhere(func(c *conn) bool {
+		if c.touched || c.lastSeen == 0 {
+			c.touched, c.lastSeen = false, now // active since the last pass, or first seen
+			return false
+		}
+		if now-c.lastSeen < idle {
+			return false
+		}
+		r.p.log.Debug("idle timeout: closing connection", "backend", c.be.addr, "client", peer{c.client})
+		return true
+	})
+}
+
+// closeAll ends every connection at the drain timeout: open ones with a FIN, dials in progress with a
+// reset of the client (shutting down: nobody will serve it), and from now on every dial as it completes.
+func (r *reactor) closeAll() int {
+	r.closing = true
+	n := r.refuseNew()
+	r.forEach(func(c *conn) {
+		if c.state == stateOpen {
+			r.release(c, false)
+		} else {
+			r.abortDial(c)
+		}
+		n++
+	})
+	return n
 }

@@ -2,13 +2,10 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
+	"net"
 	"net/netip"
-	"os"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -49,90 +46,52 @@ func parseSockaddr(addr string) (sockaddr, bool) {
 	return sa, true
 }
 
-// aLongTimeAgo is a deadline in the past, to wake a parked connect.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// connectRaw connects a new socket to sa. It replaces net.Dialer on the hot path: socket, keepalive and
-// connect are raw non-blocking calls; the socket becomes an *os.File (registered with the Go poller) only to
-// wait for a connect still in progress and, later, for the pumps. It skips what the proxy never uses from a
-// net.Conn: the getsockname/getpeername of its addresses, resolver and dial bookkeeping, and their garbage.
-// When local is not nil it receives the connected socket's local address (one raw getsockname, for the loop
-// guard).
-func connectRaw(ctx context.Context, sa *sockaddr, keepAlive, timeout time.Duration, local *netip.AddrPort) (*os.File, error) {
-	fd, err := unix.Socket(sa.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+// startConnect opens a socket to be and starts a non-blocking connect; the reactor learns the outcome from
+// the socket's first epoll event. Socket options and connect are raw calls; nothing of net.Dialer (resolver,
+// getsockname/getpeername of its addresses, bookkeeping) is needed for an IP literal. The loop guard runs
+// before the connect and, when only the socket's address can tell, right after it: connect has bound the
+// local address by then even when the handshake is still in progress.
+func (p *Proxy) startConnect(be *backend) (int, error) {
+	verdict, err := p.checkLoopBefore(be)
 	if err != nil {
-		return nil, fmt.Errorf("socket: %w", err)
+		return -1, err
+	}
+	fd, err := connectStart(&be.sa)
+	if err != nil {
+		return -1, fmt.Errorf("dial %s: %w", be.addr, err)
+	}
+	if verdict == checkAfter {
+		if err := p.checkLoopAfter(be, rawGetsockname(fd), be.ap); err != nil {
+			rawReset(fd)
+			return -1, err
+		}
+	}
+	return fd, nil
+}
+
+// connectStart returns a non-blocking socket with TCP_NODELAY whose connect to sa is in progress or done.
+// Its keepalive is set later, if the connection lives (keepalive_linux.go).
+func connectStart(sa *sockaddr) (int, error) {
+	fd, err := rawSocket(sa.family)
+	if err != nil {
+		return -1, fmt.Errorf("socket: %w", err)
 	}
 	// A new socket has Nagle on: a small write that follows one not yet acknowledged (the second record of a
 	// TLS flight, a request after its headers) would wait for the peer's delayed ACK, ~40 ms on Linux.
 	// net.Dialer sets TCP_NODELAY on every socket; this raw path must too.
 	if err := rawSetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
-		_ = unix.Close(fd)
-		return nil, fmt.Errorf("set TCP_NODELAY: %w", err)
+		rawClose(fd)
+		return -1, fmt.Errorf("set TCP_NODELAY: %w", err)
 	}
-	if keepAlive > 0 { // a new socket has keepalive off
-		if err := setKeepAlive(fd, keepAlive); err != nil {
-			_ = unix.Close(fd)
-			return nil, err
-		}
+	// On loopback the handshake completes inside this call, yet it reports EINPROGRESS; the socket's first
+	// event (writable, already queued when the reactor adds it) says so without another system call.
+	switch err := rawConnect(fd, sa); err {
+	case nil, unix.EINPROGRESS, unix.EINTR: // EINTR: the connect goes on asynchronously
+		return fd, nil
+	default:
+		rawClose(fd)
+		return -1, fmt.Errorf("connect: %w", err)
 	}
-	err = rawConnect(fd, sa)
-	if err == unix.EINPROGRESS || err == unix.EINTR || err == unix.EALREADY {
-		// On loopback and fast LANs the handshake has often completed inside connect: a second connect
-		// returns 0 (just connected) or the failure, without parking.
-		err = rawConnect(fd, sa)
-	}
-	inProgress := err == unix.EINPROGRESS || err == unix.EINTR || err == unix.EALREADY
-	if err != nil && err != unix.EISCONN && !inProgress {
-		_ = unix.Close(fd)
-		return nil, fmt.Errorf("connect: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "backend")
-	if inProgress {
-		if err := waitConnected(ctx, f, sa, timeout); err != nil {
-			_ = f.Close()
-			return nil, err
-		}
-	}
-	if local != nil {
-		*local = rawGetsockname(fd) // fd is still f's: nothing else can close it before we return
-	}
-	return f, nil
-}
-
-// waitConnected parks until a connect in progress on f completes, fails, times out or ctx is done.
-func waitConnected(ctx context.Context, f *os.File, sa *sockaddr, timeout time.Duration) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	if err := f.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, func() { _ = f.SetWriteDeadline(aLongTimeAgo) })
-	defer stop()
-	var cerr error
-	werr := rc.Write(func(fd uintptr) bool {
-		cerr = rawConnect(int(fd), sa)
-		switch cerr {
-		case unix.EALREADY, unix.EINPROGRESS, unix.EINTR:
-			return false
-		case unix.EISCONN: // connected before this call (0 means: by this call)
-			cerr = nil
-		}
-		return true
-	})
-	switch {
-	case ctx.Err() != nil:
-		return fmt.Errorf("connect: %w", ctx.Err())
-	case errors.Is(werr, os.ErrDeadlineExceeded):
-		return fmt.Errorf("connect: timeout after %v", timeout)
-	case werr != nil:
-		return fmt.Errorf("connect: %w", werr)
-	case cerr != nil:
-		return fmt.Errorf("connect: %w", cerr)
-	}
-	return f.SetWriteDeadline(time.Time{})
 }
 
 func rawConnect(fd int, sa *sockaddr) error {
@@ -140,42 +99,49 @@ func rawConnect(fd int, sa *sockaddr) error {
 	return errnoErr(e)
 }
 
-// socket is what a conn needs of either end: *net.TCPConn (client, or a backend dialed by name) and
-// *os.File (a backend dialed by connectRaw) both qualify.
-type socket interface {
-	SyscallConn() (syscall.RawConn, error)
-	Close() error
+// dialName connects to a backend given by host name through the settings' net.Dialer (its Control runs
+// the loop guard on the resolved address before connecting; the connected socket's address is checked
+// after) and returns the connected socket as a raw descriptor for the reactor.
+func (p *Proxy) dialName(ctx context.Context, set *settings, be *backend) (int, error) {
+	c, err := set.dialer.DialContext(ctx, "tcp", be.addr)
+	if err != nil {
+		return -1, err
+	}
+	tc := c.(*net.TCPConn)
+	if dst, ok := addrPortOf(tc.RemoteAddr()); ok {
+		if v, _ := p.loopBefore(dst); v == checkAfter {
+			local, _ := addrPortOf(tc.LocalAddr()) // cached by net: no syscall
+			if err := p.checkLoopAfter(be, local, dst); err != nil {
+				_ = tc.SetLinger(0)
+				_ = tc.Close()
+				return -1, err
+			}
+		}
+	}
+	return detach(tc)
 }
 
-// setLinger0 makes the next close of s send a reset.
-func setLinger0(s socket) {
-	rc, err := s.SyscallConn()
+// detach takes a connected socket out of the Go poller for a reactor: it returns a duplicate descriptor
+// (sharing the non-blocking open file) and closes tc, which also removes tc's from the Go poller's set.
+func detach(tc *net.TCPConn) (int, error) {
+	defer func() { _ = tc.Close() }()
+	rc, err := tc.SyscallConn()
 	if err != nil {
-		return
+		return -1, err
 	}
-	l := unix.Linger{Onoff: 1, Linger: 0}
-	_ = rc.Control(func(fd uintptr) { _ = unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &l) })
+	return dupSocket(rc)
 }
 
-// peer logs a socket's remote address. It is a slog.LogValuer so the getpeername runs only when a record
-// is actually written (debug logs of refused or failed connections), never on the hot path.
-type peer struct{ s socket }
-
-// LogValue returns the remote address as ip:port, or a placeholder when it cannot be read.
-func (p peer) LogValue() slog.Value {
-	rc, err := p.s.SyscallConn()
-	if err != nil {
-		return slog.StringValue("?")
+// dupSocket returns a close-on-exec duplicate of rc's descriptor: the same open socket (its non-blocking
+// flag included), outside the Go poller.
+func dupSocket(rc syscall.RawConn) (int, error) {
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
 	}
-	var sa unix.Sockaddr
-	if err := rc.Control(func(fd uintptr) { sa, _ = unix.Getpeername(int(fd)) }); err != nil {
-		return slog.StringValue("?")
+	if derr != nil {
+		return -1, fmt.Errorf("dup socket: %w", derr)
 	}
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return slog.StringValue(netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String())
-	case *unix.SockaddrInet6:
-		return slog.StringValue(netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String())
-	}
-	return slog.StringValue("?")
+	return fd, nil
 }

@@ -22,6 +22,9 @@ type listener struct {
 // Listen the keepalive options are set once on the listening socket (accepted sockets inherit them)
 // instead of with three or four setsockopt calls on every accepted connection.
 //
+// The listen queue is net.core.somaxconn (Go asks for the kernel's maximum); when that is below
+// RecommendedBacklog, Listen logs a warning naming the value and the sysctl to set (see CheckSomaxconn).
+//
 // Listen does not check address against the backends: they change at run time, and only the agent knows
 // every frontend, so refusing a configuration whose backend is one of its own listen addresses is the
 // agent's job. The proxy's own backstop is at dial time (see loop.go): once Serve runs on the listener, a
@@ -47,6 +50,9 @@ func (p *Proxy) Listen(ctx context.Context, address string) (net.Listener, error
 	ln, err := lc.Listen(ctx, "tcp", address)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", address, err)
+	}
+	if err := CheckSomaxconn(RecommendedBacklog); err != nil {
+		p.log.Warn("listen queue may be too short for a reconnect storm", "listen", address, "err", err)
 	}
 	return listener{ln.(*net.TCPListener), ka}, nil
 }

@@ -1,27 +1,43 @@
 package proxy
 
 import (
+	"net"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-func sockopt(t *testing.T, c socket, level, opt int) int {
+func sockopt(t *testing.T, fd, level, opt int) int {
 	t.Helper()
-	rc, err := c.SyscallConn()
+	v, err := unix.GetsockoptInt(fd, level, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var v int
-	var gerr error
-	if err := rc.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), level, opt) }); err != nil {
-		t.Fatal(err)
-	}
-	if gerr != nil {
-		t.Fatal(gerr)
-	}
 	return v
+}
+
+// acceptRaw accepts one pending connection from ln the way Serve does: raw accept4 on a duplicate of the
+// listening socket.
+func acceptRaw(t *testing.T, ln net.Listener) int {
+	t.Helper()
+	lfd, ok := dupListener(ln)
+	if !ok {
+		t.Fatal("no duplicate of a Listen listener")
+	}
+	t.Cleanup(func() { rawClose(lfd) })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fd, e := rawAccept(lfd)
+		if e == 0 {
+			t.Cleanup(func() { rawClose(fd) })
+			return fd
+		}
+		if e != unix.EAGAIN || time.Now().After(deadline) {
+			t.Fatalf("accept4: %v", e)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // TestListenKeepAliveInherited checks the premise of Listen: sockets accepted from it the way Serve does
@@ -49,16 +65,7 @@ func TestListenKeepAliveInherited(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = ln.Close() })
 			dial(t, ln.Addr().String())
-			ra, ok := newRawAccepter(ln)
-			if !ok {
-				t.Fatal("no raw accepter for a Listen listener")
-			}
-			f, err := ra.accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = f.Close() })
-			tc := f
+			tc := acceptRaw(t, ln)
 			if got := sockopt(t, tc, unix.IPPROTO_TCP, unix.TCP_NODELAY); got != 1 {
 				t.Fatalf("TCP_NODELAY = %d, want 1 (inherited from the listener)", got)
 			}

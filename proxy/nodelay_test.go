@@ -52,7 +52,7 @@ func TestProxiedSocketsHaveNoDelay(t *testing.T) {
 				}
 				type opts struct{ client, backend int }
 				got := make(chan opts, 1)
-				p.hooks.connected = func(client, backend socket) {
+				p.hooks.connected = func(client, backend int) {
 					got <- opts{noDelay(client), noDelay(backend)} // not sockopt: no t.Fatal off the test goroutine
 				}
 				ln := lt.ln(t, p)
@@ -82,14 +82,10 @@ func TestProxiedSocketsHaveNoDelay(t *testing.T) {
 	}
 }
 
-// noDelay reads TCP_NODELAY of s, or -1 when it cannot.
-func noDelay(s socket) int {
-	rc, err := s.SyscallConn()
+// noDelay reads TCP_NODELAY of fd, or -1 when it cannot.
+func noDelay(fd int) int {
+	v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
 	if err != nil {
-		return -1
-	}
-	v, gerr := -1, error(nil)
-	if err := rc.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY) }); err != nil || gerr != nil {
 		return -1
 	}
 	return v

@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"errors"
 	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -12,242 +10,284 @@ import (
 // so a long bulk transfer shows progress without an atomic add per splice.
 const flushEvery = 4 << 20
 
-// copyBufSize is the buffer a direction copies through until one read fills it. Like HAProxy's splice-auto,
-// small messages (a request, a short reply, most TLS records) go recv/send through user space: two calls
-// instead of two splices plus the pipe's page bookkeeping. A read that fills the buffer marks a bulk
-// transfer, and from then on the direction splices, so large bodies and watch streams stay zero-copy.
+// copyBufSize is the reactor's receive buffer for directions that copy. Like HAProxy's splice-auto, small
+// messages (a request, a short reply, most TLS records) go recv/send through user space: two calls instead
+// of two splices plus the pipe's page bookkeeping. A read that fills the buffer marks a bulk transfer, and
+// from then on the direction splices, so large bodies and watch streams stay zero-copy.
 const copyBufSize = 16 << 10
 
-// copyBuf is a pooled copy buffer; a direction holds one only while bytes are in flight, like a pipe.
+// moveRounds bounds the reads one direction makes per turn (16 × 64 KiB splices = 1 MiB), so one busy
+// connection cannot starve the others of its reactor; a direction stopped by the bound continues next round.
+const moveRounds = 16
+
+// copyBuf holds bytes a direction read but its destination did not take yet. Directions borrow one only then
+// (the reactor's scratch buffer serves every read), so an idle or flowing connection holds none.
 type copyBuf [copyBufSize]byte
 
 var copyBufs = sync.Pool{New: func() any { return new(copyBuf) }}
 
-// pump moves one direction of a connection, src to dst: first by copying through a small pooled buffer,
-// then, once a read fills the buffer, with splice(2) through a pipe borrowed from the proxy's pool; either
-// is held only while bytes are in flight.
+// pump is one direction of a connection, src to dst, as a state machine its reactor drives. Events set what
+// a socket may do (readable, writable); a read or write that finds it cannot clears it again, and the next
+// edge-triggered event sets it. A direction reads only when it has nothing pending, so a slow destination
+// holds back its source (the kernel's buffers, not ours, absorb the difference).
 //
-// The wait for data happens inside src's RawConn.Read: the callback borrows a pipe and splices; when the
-// socket has nothing (EAGAIN) it hands the pipe back and returns false, so the Go netpoller parks the
-// goroutine holding nothing but the two sockets. Bytes in the pipe are then spliced into dst inside dst's
-// RawConn.Write callback, which parks on a full socket buffer. The pipe is always empty when the next read
-// starts, so a pipe put back in the pool never carries stale bytes; after an error it is closed instead.
+// Bytes go through the reactor's scratch buffer (recv, then send at once) until one read fills it; then
+// through a pipe borrowed from the proxy's pool (splice in, splice out) held only while bytes are in it. A
+// pipe or a buffer is never kept by an idle direction.
 type pump struct {
-	c        *conn
-	upstream bool // client to backend
-	srcRC    syscall.RawConn
-	dstRC    syscall.RawConn
+	src, dst int
+	upstream bool     // client to backend
+	be       *backend // whose stats the bytes count in
 
-	splicing bool     // a read filled buf: move bytes with splice from now on
-	buf      *copyBuf // borrowed copy buffer (not splicing), nil while parked
-	off      int      // start of the unwritten bytes in buf
-	pipe     pipe
-	hasPipe  bool
-	buffered int    // bytes in pipe or buf not yet written to dst
-	n        int    // result of the last read callback
-	err      error  // error of the last callback
-	moved    uint64 // bytes written to dst, not yet published
+	readable bool // src may have bytes, an end or an error to report
+	rdhup    bool // src reported its peer's FIN: once a short read has emptied it, the stream has ended
+	writable bool // dst may take bytes
+	eof      bool // src ended
+	done     bool // the end was passed on, or the connection ended
+	splicing bool // a read filled the scratch buffer: bulk, move with splice from now on
+	active   bool // bytes moved since service last looked (the idle sweeper's signal)
 
-	// Bound once per pooled conn so RawConn calls do not allocate closures.
-	readFn, writeFn func(fd uintptr) bool
-	shutdownFn      func(fd uintptr)
-
-	parkIdle bool // on an empty src, return errParked instead of parking the goroutine (downstream)
-	parked   bool // the last read found src empty and parkIdle is set
+	buf     *copyBuf // bytes dst did not take yet, from buf[off:off+n]; nil when none
+	off, n  int
+	pipe    pipe
+	hasPipe bool
+	inPipe  int    // bytes in the pipe not yet spliced to dst
+	moved   uint64 // bytes delivered, not yet published
 }
 
-// errParked: src is empty and the direction goes to the server's idle set instead of parking a goroutine.
-var errParked = errors.New("direction parked in the idle set")
-
-func (d *pump) bind() {
-	d.readFn = d.onReadable
-	d.writeFn = d.onWritable
-	d.shutdownFn = func(fd uintptr) { _ = rawShutdown(int(fd), unix.SHUT_WR) }
+// start prepares the direction once both sockets are connected. Readiness already reported stays.
+func (d *pump) start(src, dst int, upstream bool, be *backend) {
+	d.src, d.dst, d.upstream, d.be = src, dst, upstream, be
+	d.writable = true // a fresh connection has room; the first short write says otherwise
 }
 
-// reset prepares d for a new connection.
-func (d *pump) reset(c *conn, upstream bool, srcRC, dstRC syscall.RawConn) {
-	d.c, d.upstream, d.srcRC, d.dstRC = c, upstream, srcRC, dstRC
-	d.hasPipe, d.buffered, d.n, d.err, d.moved = false, 0, 0, nil, 0
-	d.splicing, d.buf, d.off = false, nil, 0
-	d.parkIdle, d.parked = false, false
+// srcEvent records an event of the source socket.
+func (d *pump) srcEvent(ev uint32) {
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		d.readable = true
+	}
+	if ev&unix.EPOLLRDHUP != 0 && ev&unix.EPOLLERR == 0 {
+		d.rdhup = true
+	}
 }
 
-// clear drops references so a pooled conn does not pin sockets.
-func (d *pump) clear() {
-	d.c, d.srcRC, d.dstRC, d.err = nil, nil, nil, nil
+// dstEvent records an event of the destination socket. An error or hang-up makes it "writable": the next
+// write reports what happened.
+func (d *pump) dstEvent(ev uint32) {
+	if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		d.writable = true
+	}
 }
 
-// run moves bytes until src reaches EOF (nil) or an error, including the error a read or write returns
-// after the conn was closed under it (net.ErrClosed).
-func (d *pump) run() error {
-	pool := d.c.s.p.pipes
-	defer func() {
-		if d.buf != nil {
-			copyBufs.Put(d.buf) // stale bytes are harmless: only bytes a recv just wrote are ever sent
-			d.buf = nil
-		}
-		if d.hasPipe {
-			if d.buffered == 0 && d.err == nil {
-				pool.put(d.pipe)
-			} else {
-				pool.discard(d.pipe)
+func (d *pump) pending() bool { return d.n > 0 || d.inPipe > 0 }
+
+// ended reports a direction whose source ended and whose bytes are all delivered: its end can be passed on.
+func (d *pump) ended() bool { return d.eof && !d.pending() && !d.done }
+
+// move moves bytes until the source is empty, the destination full, the source ended, or the turn's bound
+// is reached; then more says whether it stopped with something left to do. An error (reset, broken pipe, no
+// pipe to be had) aborts the connection.
+func (d *pump) move(r *reactor) (more bool, err error) {
+	for range moveRounds {
+		if d.pending() {
+			if !d.writable {
+				return false, nil // dst is full: its next event continues
 			}
-			d.hasPipe = false
+			if err := d.flush(r.p.pipes); err != nil {
+				return false, err
+			}
+			if d.pending() {
+				return false, nil
+			}
 		}
-		d.flush()
-	}()
-	for {
-		d.n, d.err = 0, nil
-		if err := d.srcRC.Read(d.readFn); err != nil {
-			return err
+		if d.eof || !d.readable {
+			return false, nil
 		}
-		if d.err != nil {
-			return d.err
+		if d.splicing {
+			err = d.spliceIn(r)
+		} else {
+			err = d.copyIn(r)
 		}
-		if d.parked {
-			d.parked = false
-			return errParked
-		}
-		if d.n == 0 {
-			return nil // EOF
-		}
-		d.buffered, d.off = d.n, 0
-		d.c.touched.Store(true)
-		if err := d.dstRC.Write(d.writeFn); err != nil {
-			return err
-		}
-		if d.err != nil {
-			return d.err
+		if err != nil {
+			return false, err
 		}
 		if d.moved >= flushEvery {
-			d.flush()
+			d.publish()
+		}
+	}
+	return d.readable || (d.pending() && d.writable), nil
+}
+
+// copyIn reads what src has into the scratch buffer and sends it on at once; what dst does not take is
+// kept in a borrowed buffer until it does.
+func (d *pump) copyIn(r *reactor) error {
+	b := r.scratch[:]
+	n, err := rawRecv(d.src, b)
+	switch err {
+	case nil:
+	case unix.EAGAIN:
+		d.readable = false
+		d.publish()
+		return nil
+	case unix.EINTR:
+		return nil
+	default:
+		return err
+	}
+	if n == 0 {
+		d.eof, d.readable = true, false
+		return nil
+	}
+	if n < len(b) {
+		// A short read took everything queued (a TCP read stops only when the queue is empty): the next
+		// bytes bring a new event, so no read to see EAGAIN. And if the peer's FIN was in before this read,
+		// these were the last bytes: no read to see the 0 either. Two system calls fewer per message.
+		d.readable = false
+		if d.rdhup {
+			d.eof = true
+		}
+	} else {
+		d.splicing = true // bulk: these bytes are copied, the next read splices
+	}
+	sent, err := d.send(b[:n])
+	if err != nil {
+		return err
+	}
+	if sent < n {
+		d.buf = copyBufs.Get().(*copyBuf)
+		d.off, d.n = 0, copy(d.buf[:], b[sent:n])
+	}
+	if !d.readable {
+		d.publish()
+	}
+	return nil
+}
+
+// send writes b to dst once; a short write means dst is full. The last bytes of a stream whose end is
+// known go with MSG_MORE: the shutdown or close that follows at once adds the FIN to their segment instead
+// of sending a segment of its own. One packet fewer per connection (on loopback the peer's receive path runs
+// in the sender's system call, so that is a whole transmit and receive off the proxy's CPU), same bytes.
+func (d *pump) send(b []byte) (int, error) {
+	for {
+		n, err := rawSend(d.dst, b, d.eof)
+		switch err {
+		case nil:
+			if n < len(b) {
+				d.writable = false
+			}
+			d.moved += uint64(n)
+			d.active = true
+			return n, nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			d.writable = false
+			return 0, nil
+		default:
+			return 0, err
 		}
 	}
 }
 
-// onReadable runs with src's read lock held: borrow a pipe if needed, splice what the socket has into it.
-// Returning false parks the goroutine until src is readable, after the pipe went back to the pool.
-func (d *pump) onReadable(fd uintptr) bool {
-	if !d.splicing {
-		return d.recv(int(fd))
-	}
-	pool := d.c.s.p.pipes
+// spliceIn moves what src has into a pipe and from there to dst. The pipe goes back to the pool as soon as
+// src is empty (the pipe is then empty too: src is read only when nothing is pending).
+func (d *pump) spliceIn(r *reactor) error {
+	pool := r.p.pipes
 	if !d.hasPipe {
 		p, err := pool.get()
 		if err != nil {
-			d.err = err
-			return true
+			return err
 		}
 		d.pipe, d.hasPipe = p, true
 	}
-	for {
-		n, err := rawSplice(int(fd), d.pipe.w, d.c.s.p.chunk)
+	n, err := rawSplice(d.src, d.pipe.w, r.p.chunk)
+	switch err {
+	case nil:
+	case unix.EAGAIN:
+		d.readable = false
+		pool.put(d.pipe)
+		d.hasPipe = false
+		d.publish()
+		return nil
+	case unix.EINTR:
+		return nil
+	default:
+		return err
+	}
+	if n == 0 {
+		d.eof, d.readable = true, false
+		return nil
+	}
+	d.inPipe = n
+	return d.flush(pool)
+}
+
+// flush delivers pending bytes until none are left or dst is full.
+func (d *pump) flush(pool *pipePool) error {
+	for d.pending() {
+		var n int
+		var err error
+		want := d.inPipe
+		if d.buf != nil {
+			want = d.n
+			n, err = rawSend(d.dst, d.buf[d.off:d.off+d.n], d.eof)
+		} else {
+			n, err = rawSplice(d.pipe.r, d.dst, d.inPipe)
+		}
 		switch err {
 		case nil:
-			d.n = int(n)
-			return true
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			// Nothing to read (the pipe is empty, so it is not the pipe that is full): park empty-handed.
-			pool.put(d.pipe)
-			d.hasPipe = false
-			d.flush()
-			d.parked = d.parkIdle
-			return d.parked
+			d.writable = false
+			return nil
 		default:
-			d.err = err
-			return true
+			return err
 		}
-	}
-}
-
-// onWritable runs with dst's write lock held: splice the pipe's bytes into dst until the pipe is empty
-// (true) or dst's send buffer is full (false: park until writable).
-func (d *pump) onWritable(fd uintptr) bool {
-	if d.buf != nil {
-		return d.send(int(fd))
-	}
-	for d.buffered > 0 {
-		n, err := rawSplice(d.pipe.r, int(fd), d.buffered)
-		switch err {
-		case nil:
-			d.buffered -= int(n)
-			d.moved += uint64(n)
-			d.c.touched.Store(true)
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false
-		default:
-			d.err = err
-			return true
-		}
-	}
-	return true
-}
-
-// recv is onReadable before the direction splices: read into a borrowed buffer, which goes back to the
-// pool before the goroutine parks.
-func (d *pump) recv(fd int) bool {
-	if d.buf == nil {
-		d.buf = copyBufs.Get().(*copyBuf)
-	}
-	for {
-		n, err := rawRecv(fd, d.buf[:])
-		switch err {
-		case nil:
-			d.n = n
-			if n == len(d.buf) {
-				d.splicing = true // bulk: this buffer is sent, the next read splices
-			}
-			return true
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			copyBufs.Put(d.buf)
-			d.buf = nil
-			d.flush()
-			d.parked = d.parkIdle
-			return d.parked
-		default:
-			d.err = err
-			return true
-		}
-	}
-}
-
-// send is onWritable for bytes in the copy buffer.
-func (d *pump) send(fd int) bool {
-	for d.buffered > 0 {
-		n, err := rawSend(fd, d.buf[d.off:d.off+d.buffered])
-		switch err {
-		case nil:
-			d.buffered -= n
+		d.moved += uint64(n)
+		d.active = true
+		if d.buf != nil {
 			d.off += n
-			d.moved += uint64(n)
-			d.c.touched.Store(true)
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false
-		default:
-			d.err = err
-			return true
+			if d.n -= n; d.n == 0 {
+				copyBufs.Put(d.buf) // stale bytes are harmless: only bytes a recv just wrote are ever sent
+				d.buf = nil
+			}
+		} else {
+			d.inPipe -= n
+		}
+		if n < want {
+			d.writable = false // dst took what fitted
+			return nil
 		}
 	}
-	if d.splicing {
-		copyBufs.Put(d.buf) // done copying for good
-		d.buf = nil
-	}
-	return true
+	return nil
 }
 
-// flush publishes the bytes moved since the last flush to the backend's stats and metrics.
-func (d *pump) flush() {
+// finish ends the direction: borrowed buffer and pipe go back (a pipe that may hold bytes is closed
+// instead), the bytes moved are published. Safe to call more than once.
+func (d *pump) finish(pool *pipePool) {
+	if d.buf != nil {
+		copyBufs.Put(d.buf)
+		d.buf, d.n = nil, 0
+	}
+	if d.hasPipe {
+		if d.inPipe == 0 {
+			pool.put(d.pipe)
+		} else {
+			pool.discard(d.pipe)
+		}
+		d.hasPipe, d.inPipe = false, 0
+	}
+	d.publish()
+	d.done = true
+}
+
+// publish adds the bytes moved since the last publish to the backend's stats and metrics.
+func (d *pump) publish() {
 	if d.moved == 0 {
 		return
 	}
-	be := d.c.be
+	be := d.be
 	if d.upstream {
 		be.bytesUp.Add(d.moved)
 		add(be.m.bytesUp, d.moved)

@@ -143,18 +143,36 @@ func TestSetConfigIdleTimeout(t *testing.T) {
 }
 
 // TestSetConfigKeepAliveAndDrain checks that a new KeepAlive reaches the next connection's sockets (the Listen
-// listener still passes on the old one) and a new DrainTimeout the next drain.
+// listener still passes on the old one) once the connection has lived through a keepalive pass, and a new
+// DrainTimeout the next drain.
 func TestSetConfigKeepAliveAndDrain(t *testing.T) {
 	be := startBackend(t, echo)
 	p, err := New(Config{Logger: testLogger(t)}, newFakeBackends(be.addr))
 	if err != nil {
 		t.Fatal(err)
 	}
+	type sockets struct{ client, backend int }
+	opened := make(chan sockets, 4)
+	p.hooks.connected = func(client, backend int) { opened <- sockets{client, backend} }
 	type idles struct{ client, backend int }
 	got := make(chan idles, 4)
-	p.hooks.connected = func(client, backend socket) {
-		got <- idles{sockoptRaw(client, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE), sockoptRaw(backend, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)}
-	}
+	go func() {
+		// The connection stays open while this reads its sockets (the test holds it), so the descriptors
+		// are still its own. The keepalive pass runs within keepAliveDelay of the connect.
+		for fds := range opened {
+			var g idles
+			deadline := time.Now().Add(5 * keepAliveDelay)
+			for time.Now().Before(deadline) {
+				g = idles{sockoptRaw(fds.client, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE), sockoptRaw(fds.backend, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)}
+				if sockoptRaw(fds.backend, unix.SOL_SOCKET, unix.SO_KEEPALIVE) == 1 && g.client == g.backend {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			got <- g
+		}
+	}()
+	t.Cleanup(func() { close(opened) })
 	tp := serveProxy(t, p)
 	for i, tt := range []struct {
 		keepAlive time.Duration
@@ -180,13 +198,11 @@ func TestSetConfigKeepAliveAndDrain(t *testing.T) {
 	}
 }
 
-func sockoptRaw(s socket, level, opt int) int {
-	rc, err := s.SyscallConn()
+func sockoptRaw(fd, level, opt int) int {
+	v, err := unix.GetsockoptInt(fd, level, opt)
 	if err != nil {
 		return -1
 	}
-	v := -1
-	_ = rc.Control(func(fd uintptr) { v, _ = unix.GetsockoptInt(int(fd), level, opt) })
 	return v
 }
 

@@ -15,6 +15,7 @@ const (
 	modeBulk  = 'B' // read and discard until EOF, counting bytes (throughput)
 	modeReply = 'R' // read a 32-byte request, write a 64-byte reply, close (short connections)
 	modeEcho  = 'E' // echo the byte, then wait for EOF (idle connections)
+	modeKeep  = 'K' // read a 32-byte request, write a 64-byte reply, then wait for EOF (reconnect storm)
 
 	requestSize = 32
 	replySize   = 64
@@ -121,6 +122,16 @@ func (b *backend) handle(c net.Conn) {
 			reply[i] = 'r'
 		}
 		c.Write(reply[:])
+	case modeKeep:
+		var req [requestSize - 1]byte
+		if _, err := io.ReadFull(c, req[:]); err != nil {
+			return
+		}
+		var reply [replySize]byte
+		if _, err := c.Write(reply[:]); err != nil {
+			return
+		}
+		io.Copy(io.Discard, c)
 	case modeEcho:
 		if _, err := c.Write(first[:]); err != nil {
 			return

@@ -45,8 +45,9 @@ func exchange(addr string, timeout time.Duration) error {
 	return nil
 }
 
-// bulk runs streams parallel uploads for warm+dur and returns the rate the backend received during dur.
-func bulk(ctx context.Context, addr string, be *backend, streams int, warm, dur time.Duration) (gbps float64, err error) {
+// bulk runs streams parallel uploads for warm+dur and returns the rate and the bytes the backend received
+// during dur; atStart runs when dur starts.
+func bulk(ctx context.Context, addr string, be *backend, streams int, warm, dur time.Duration, atStart func()) (gbps float64, bytes int64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, warm+dur+5*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -58,7 +59,7 @@ func bulk(ctx context.Context, addr string, be *backend, streams int, warm, dur 
 			for _, c := range conns {
 				c.Close()
 			}
-			return 0, fmt.Errorf("dial bulk stream: %w", err)
+			return 0, 0, fmt.Errorf("dial bulk stream: %w", err)
 		}
 		conns = append(conns, c)
 	}
@@ -86,6 +87,7 @@ func bulk(ctx context.Context, addr string, be *backend, streams int, warm, dur 
 		}()
 	}
 	sleepCtx(ctx, warm)
+	atStart()
 	before, t0 := be.received.Load(), time.Now()
 	sleepCtx(ctx, dur)
 	after, t1 := be.received.Load(), time.Now()
@@ -93,13 +95,13 @@ func bulk(ctx context.Context, addr string, be *backend, streams int, warm, dur 
 	wg.Wait()
 	select {
 	case err := <-errs:
-		return 0, fmt.Errorf("bulk stream: %w", err)
+		return 0, 0, fmt.Errorf("bulk stream: %w", err)
 	default:
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(after-before) * 8 / t1.Sub(t0).Seconds() / 1e9, nil
+	return float64(after-before) * 8 / t1.Sub(t0).Seconds() / 1e9, after - before, nil
 }
 
 // rate runs workers closed-loop short connections for dur.

@@ -7,27 +7,27 @@ import (
 	"time"
 )
 
-// result is one target's row of figures; NaN-free: a zero with a note means "not measured".
-type result struct {
-	name    string
-	skipped string
-	notes   []string
+// sample is what one run of one test against one target measured, by metric name (see rows in table.go).
+// A metric it could not measure is absent.
+type sample map[string]float64
 
-	gbps        float64
-	connPerSec  float64
-	connFailed  int64
-	cpuPerConn  time.Duration // 0 = n/a
-	p50, p99    time.Duration
-	latFailed   int
-	idleHeld    int
-	fdsPerConn  float64 // -1 = n/a
-	rssPerConnK float64 // -1 = n/a
+// test is one measurement. cpus is how many CPUs the proxy gets for it (the load generator keeps its own
+// one; with 2 the proxy shares it). Every run gets a fresh target process.
+type test struct {
+	name string
+	cpus int
+	run  func(ctx context.Context, t *target, be *backend, o options, note func(string, ...any)) sample
 }
 
-func (r *result) note(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	r.notes = append(r.notes, msg)
-	fmt.Printf("  %-8s %s\n", r.name, msg)
+func tests() []test {
+	return []test{
+		{"bulk", 1, testBulk},
+		{"rate", 1, testRate},
+		{"latency", 1, testLatency},
+		{"idle", 1, testIdle},
+		{"storm", 1, testStorm},
+		{"rate2", 2, testRate}, // the same short connections with the proxy on two CPUs
+	}
 }
 
 func selected(only, name string) bool {
@@ -39,100 +39,151 @@ func selected(only, name string) bool {
 	return false
 }
 
-// measure runs the four tests against a fresh instance of k each.
-func measure(ctx context.Context, k targetKind, be *backend, o options) result {
-	r := result{name: k.name, fdsPerConn: -1, rssPerConnK: -1}
-	withTarget := func(test string, f func(t *target)) {
-		if ctx.Err() != nil {
-			return
-		}
-		waitDrained(be, 5*time.Second)
-		t, err := k.start(ctx, be.addrs())
-		if err != nil {
-			r.note("%s: %v", test, err)
-			return
-		}
-		defer t.stop()
-		f(t)
+// cpuMeter reads a target's CPU time (user+system, all threads) around a measurement; it reads nothing for
+// a target without a process (direct).
+type cpuMeter struct {
+	pid int
+	t0  time.Duration
+	ok  bool
+}
+
+func startCPU(t *target) cpuMeter {
+	m := cpuMeter{pid: t.pid}
+	if t.pid != 0 {
+		var err error
+		m.t0, err = cpuTime(t.pid)
+		m.ok = err == nil
 	}
+	return m
+}
 
-	withTarget("bulk", func(t *target) {
-		g, err := bulk(ctx, t.addr, be, o.streams, 500*time.Millisecond, o.dur)
-		if err != nil {
-			r.note("bulk: %v", err)
-			return
-		}
-		r.gbps = g
-		r.note("bulk %.2f Gbit/s", g)
-	})
+// since returns the CPU time used since start, false when unknown.
+func (m cpuMeter) since() (time.Duration, bool) {
+	if !m.ok {
+		return 0, false
+	}
+	t1, err := cpuTime(m.pid)
+	if err != nil {
+		return 0, false
+	}
+	return t1 - m.t0, true
+}
 
-	withTarget("rate", func(t *target) {
-		rate(ctx, t.addr, o.workers, 300*time.Millisecond) // warm up pools and the Go heap
-		var cpu0 time.Duration
-		if t.pid != 0 {
-			cpu0, _ = cpuTime(t.pid)
-		}
-		start := time.Now()
-		ok, failed := rate(ctx, t.addr, o.workers, o.dur)
-		elapsed := time.Since(start)
-		r.connPerSec = float64(ok) / elapsed.Seconds()
-		r.connFailed = failed
-		if t.pid != 0 && ok > 0 {
-			cpu1, err := cpuTime(t.pid)
-			if err != nil {
-				r.note("rate: cpu: %v", err)
-			} else {
-				r.cpuPerConn = (cpu1 - cpu0) / time.Duration(ok)
-			}
-		}
-		r.note("rate %.0f conn/s (%d failed), %s CPU/conn", r.connPerSec, failed, fmtUS(r.cpuPerConn))
-	})
+func testBulk(ctx context.Context, t *target, be *backend, o options, note func(string, ...any)) sample {
+	var cpu cpuMeter
+	g, bytes, err := bulk(ctx, t.addr, be, o.streams, 500*time.Millisecond, o.dur, func() { cpu = startCPU(t) })
+	if err != nil {
+		note("bulk: %v", err)
+		return nil
+	}
+	s := sample{"gbps": g}
+	if used, ok := cpu.since(); ok && bytes > 0 {
+		s["cpuPerGB"] = used.Seconds() / (float64(bytes) / 1e9)
+	}
+	note("bulk %.2f Gbit/s, %s CPU/GB", g, fmtSec(s["cpuPerGB"]))
+	return s
+}
 
-	withTarget("latency", func(t *target) {
-		l := latency(ctx, t.addr, o.perSec, o.dur)
-		r.p50, r.p99, r.latFailed = l.p50, l.p99, l.fail
-		r.note("latency p50 %s p99 %s (%d ok, %d failed)", fmtMS(l.p50), fmtMS(l.p99), l.ok, l.fail)
-	})
+func testRate(ctx context.Context, t *target, _ *backend, o options, note func(string, ...any)) sample {
+	rate(ctx, t.addr, o.workers, 300*time.Millisecond) // warm up pools and the Go heap
+	cpu := startCPU(t)
+	start := time.Now()
+	ok, failed := rate(ctx, t.addr, o.workers, o.dur)
+	elapsed := time.Since(start)
+	s := sample{"connPerSec": float64(ok) / elapsed.Seconds(), "connFailed": float64(failed)}
+	if used, known := cpu.since(); known && ok > 0 {
+		s["cpuPerConn"] = float64(used) / float64(ok) / 1e3 // µs
+	}
+	note("rate %.0f conn/s (%d failed), %s CPU/conn", s["connPerSec"], failed, fmtUSf(s["cpuPerConn"]))
+	return s
+}
 
-	withTarget("idle", func(t *target) {
-		// Warm up so the baseline includes what any proxy allocates once (pools, first goroutines).
-		for range 50 {
-			exchange(t.addr, time.Second)
+func testLatency(ctx context.Context, t *target, _ *backend, o options, note func(string, ...any)) sample {
+	cpu := startCPU(t)
+	l := latency(ctx, t.addr, o.perSec, o.dur)
+	s := sample{"latFailed": float64(l.fail)}
+	if l.ok > 0 {
+		s["p50"], s["p99"] = float64(l.p50)/1e6, float64(l.p99)/1e6 // ms
+		if used, known := cpu.since(); known {
+			s["latCPUPerConn"] = float64(used) / float64(l.ok) / 1e3
 		}
-		time.Sleep(200 * time.Millisecond)
-		var rss0 int64
-		var fd0 int
-		if t.pid != 0 {
-			rss0, _ = rssKiB(t.pid)
-			fd0, _ = fdCount(t.pid)
+	}
+	note("latency p50 %s p99 %s (%d ok, %d failed), %s CPU/conn at %d conn/s", fmtMS(l.p50), fmtMS(l.p99), l.ok, l.fail,
+		fmtUSf(s["latCPUPerConn"]), o.perSec)
+	return s
+}
+
+func testIdle(ctx context.Context, t *target, _ *backend, o options, note func(string, ...any)) sample {
+	// Warm up so the baseline includes what any proxy allocates once (pools, first goroutines).
+	for range 50 {
+		exchange(t.addr, time.Second)
+	}
+	time.Sleep(200 * time.Millisecond)
+	var rss0 int64
+	var fd0 int
+	if t.pid != 0 {
+		rss0, _ = rssKiB(t.pid)
+		fd0, _ = fdCount(t.pid)
+	}
+	conns, err := holdIdle(ctx, t.addr, o.idle, 60*time.Second)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
 		}
-		conns, err := holdIdle(ctx, t.addr, o.idle, 60*time.Second)
-		defer func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
-		r.idleHeld = len(conns)
-		if err != nil {
-			r.note("idle: held %d of %d: %v", len(conns), o.idle, err)
+	}()
+	s := sample{"idleHeld": float64(len(conns))}
+	if err != nil {
+		note("idle: held %d of %d: %v", len(conns), o.idle, err)
+	}
+	if t.pid == 0 || len(conns) == 0 {
+		note("idle held %d (no proxy process to measure)", len(conns))
+		return s
+	}
+	time.Sleep(time.Second) // let the proxy settle after its last handshake
+	rss1, err1 := rssKiB(t.pid)
+	fd1, err2 := fdCount(t.pid)
+	if err1 != nil || err2 != nil {
+		note("idle: proc: %v %v", err1, err2)
+		return s
+	}
+	n := float64(len(conns))
+	s["rssPerConnK"] = float64(rss1-rss0) / n
+	s["fdsPerConn"] = float64(fd1-fd0) / n
+	note("idle held %d: %.2f fds/conn, %.2f KiB RSS/conn", len(conns), s["fdsPerConn"], s["rssPerConnK"])
+	return s
+}
+
+func testStorm(ctx context.Context, t *target, _ *backend, o options, note func(string, ...any)) sample {
+	k0, kerr := readKernelCounters()
+	r, err := storm(ctx, t.addr, o.storm, o.stormWindow, 30*time.Second)
+	if err != nil {
+		note("storm: %v", err)
+		return nil
+	}
+	s := sample{
+		"stormAll":      float64(r.all) / 1e6,
+		"stormP99":      float64(r.p99) / 1e6,
+		"stormRefused":  float64(r.refused + r.failed),
+		"stormSlowSYN":  float64(r.slowConnects),
+		"stormWindowMS": float64(r.window) / 1e6,
+	}
+	if kerr == nil {
+		if k1, err := readKernelCounters(); err == nil {
+			d := k1.minus(k0)
+			s["stormOverflows"] = float64(d.listenOverflows + d.listenDrops)
+			s["stormSynRetrans"] = float64(d.synRetrans)
 		}
-		if t.pid == 0 || len(conns) == 0 {
-			r.note("idle held %d (no proxy process to measure)", len(conns))
-			return
+	}
+	if t.pid != 0 {
+		if hwm, err := peakRSSKiB(t.pid); err == nil {
+			s["stormPeakRSS"] = float64(hwm) / 1024 // MiB
 		}
-		time.Sleep(time.Second) // let the proxy settle after its last handshake
-		rss1, err1 := rssKiB(t.pid)
-		fd1, err2 := fdCount(t.pid)
-		if err1 != nil || err2 != nil {
-			r.note("idle: proc: %v %v", err1, err2)
-			return
-		}
-		n := float64(len(conns))
-		r.rssPerConnK = float64(rss1-rss0) / n
-		r.fdsPerConn = float64(fd1-fd0) / n
-		r.note("idle held %d: %.2f fds/conn, %.2f KiB RSS/conn", len(conns), r.fdsPerConn, r.rssPerConnK)
-	})
-	return r
+	}
+	note("storm %d clients connecting over %s: all answered after %s (p99 %s); %d refused, %d failed, %d connects took > 1 s; "+
+		"kernel: %.0f listen overflows+drops, %.0f SYN retransmits; peak RSS %.1f MiB",
+		r.clients, fmtMS(r.window), fmtMS(r.all), fmtMS(r.p99), r.refused, r.failed, r.slowConnects,
+		s["stormOverflows"], s["stormSynRetrans"], s["stormPeakRSS"])
+	return s
 }
 
 // waitDrained gives the backend time to see the previous test's connections close.
@@ -141,4 +192,18 @@ func waitDrained(be *backend, timeout time.Duration) {
 	for be.open() > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func fmtSec(v float64) string {
+	if v <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f s", v)
+}
+
+func fmtUSf(v float64) string {
+	if v <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f µs", v)
 }

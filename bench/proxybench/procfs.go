@@ -69,9 +69,11 @@ func fdCount(pid int) (int, error) {
 
 // pinProcess sets the CPU affinity of every thread of pid. Threads created later inherit it from their creator,
 // so a second pass catches any thread born during the first.
-func pinProcess(pid, cpu int) error {
+func pinProcess(pid int, cpus ...int) error {
 	var set unix.CPUSet
-	set.Set(cpu)
+	for _, cpu := range cpus {
+		set.Set(cpu)
+	}
 	for range 3 {
 		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
 		if err != nil {
@@ -83,7 +85,7 @@ func pinProcess(pid, cpu int) error {
 				continue
 			}
 			if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
-				return fmt.Errorf("pin thread %d of %d to CPU %d: %w", tid, pid, cpu, err)
+				return fmt.Errorf("pin thread %d of %d to CPUs %v: %w", tid, pid, cpus, err)
 			}
 		}
 	}
@@ -102,4 +104,85 @@ func raiseNoFile() (uint64, error) {
 		return 0, fmt.Errorf("raise RLIMIT_NOFILE to %d: %w", rl.Max, err)
 	}
 	return rl.Cur, nil
+}
+
+// peakRSSKiB is VmHWM from /proc/PID/status: the most the process has had resident.
+func peakRSSKiB(pid int) (int64, error) { return statusKiB(pid, "VmHWM:") }
+
+func statusKiB(pid int, field string) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				break
+			}
+			return strconv.ParseInt(f[0], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+}
+
+// kernelCounters are the network namespace's TCP counters that tell dropped or repeated SYNs.
+type kernelCounters struct {
+	listenOverflows, listenDrops, synRetrans int64
+}
+
+func (k kernelCounters) minus(o kernelCounters) kernelCounters {
+	return kernelCounters{k.listenOverflows - o.listenOverflows, k.listenDrops - o.listenDrops, k.synRetrans - o.synRetrans}
+}
+
+// readKernelCounters reads TcpExt ListenOverflows, ListenDrops and TCPSynRetrans from /proc/net/netstat: a
+// header line of names, then a line of values, per group.
+func readKernelCounters() (kernelCounters, error) {
+	data, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		return kernelCounters{}, err
+	}
+	lines := strings.Split(string(data), "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) == 0 || names[0] != "TcpExt:" || len(values) != len(names) {
+			continue
+		}
+		var k kernelCounters
+		for j, n := range names {
+			v, _ := strconv.ParseInt(values[j], 10, 64)
+			switch n {
+			case "ListenOverflows":
+				k.listenOverflows = v
+			case "ListenDrops":
+				k.listenDrops = v
+			case "TCPSynRetrans":
+				k.synRetrans = v
+			}
+		}
+		return k, nil
+	}
+	return kernelCounters{}, fmt.Errorf("no TcpExt in /proc/net/netstat")
+}
+
+// sysctlInt reads an integer sysctl of this network namespace, e.g. "net/core/somaxconn".
+func sysctlInt(name string) (int, error) {
+	data, err := os.ReadFile("/proc/sys/" + name)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(data)))
+}
+
+func setSysctl(name string, v int) error {
+	return os.WriteFile("/proc/sys/"+name, []byte(strconv.Itoa(v)), 0o644)
+}
+
+// loadAvg is the first field of /proc/loadavg (the 1-minute load average), or "?".
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Join(strings.Fields(string(data))[:3], " ")
 }

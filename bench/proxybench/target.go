@@ -21,11 +21,11 @@ type target struct {
 	stop func()
 }
 
-// targetKind starts a fresh instance of a target in front of the backends.
+// targetKind starts a fresh instance of a target in front of the backends, on the given CPUs.
 type targetKind struct {
 	name  string
 	skip  string // why this leg does not run, "" if it does
-	start func(ctx context.Context, backends []string) (*target, error)
+	start func(ctx context.Context, backends []string, cpus []int) (*target, error)
 }
 
 // proc is a started child; done closes when it has exited.
@@ -43,10 +43,14 @@ type children struct {
 
 func newChildren() *children { return &children{procs: make(map[int]*proc)} }
 
-// start runs argv pinned to cpu, with its output in logFile.
-func (c *children) start(argv []string, cpu int, logFile string) (*proc, error) {
+// start runs argv pinned to cpus, with its output in logFile.
+func (c *children) start(argv []string, cpus []int, logFile string) (*proc, error) {
 	if _, err := exec.LookPath("taskset"); err == nil {
-		argv = append([]string{"taskset", "-c", fmt.Sprint(cpu)}, argv...)
+		list := make([]string, len(cpus))
+		for i, cpu := range cpus {
+			list[i] = fmt.Sprint(cpu)
+		}
+		argv = append([]string{"taskset", "-c", strings.Join(list, ",")}, argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	out, err := os.Create(logFile)
@@ -69,7 +73,7 @@ func (c *children) start(argv []string, cpu int, logFile string) (*proc, error) 
 	c.procs[cmd.Process.Pid] = p
 	c.mu.Unlock()
 	// Without taskset the exec'd program inherited the harness's CPU; move all its threads.
-	if err := pinProcess(cmd.Process.Pid, cpu); err != nil {
+	if err := pinProcess(cmd.Process.Pid, cpus...); err != nil {
 		c.stop(p)
 		return nil, err
 	}
@@ -143,18 +147,19 @@ func tail(b []byte, n int) string {
 }
 
 func directKind() targetKind {
-	return targetKind{name: "direct", start: func(_ context.Context, backends []string) (*target, error) {
+	return targetKind{name: "direct", start: func(_ context.Context, backends []string, _ []int) (*target, error) {
 		return &target{name: "direct", addr: backends[0], stop: func() {}}, nil
 	}}
 }
 
-func vipdKind(kids *children, bin, dir string, proxyCPU int) targetKind {
-	k := targetKind{name: "vipd"}
+// vipdKind runs the agent of the vipd binary bin as target name (vipd, or vipd-base for a baseline binary).
+func vipdKind(kids *children, name, bin, dir string) targetKind {
+	k := targetKind{name: name}
 	if _, err := os.Stat(bin); err != nil {
 		k.skip = fmt.Sprintf("%s not built (go build -o %s ./cmd/vipd)", bin, bin)
 		return k
 	}
-	k.start = func(ctx context.Context, backends []string) (*target, error) {
+	k.start = func(ctx context.Context, backends []string, cpus []int) (*target, error) {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
@@ -164,14 +169,14 @@ func vipdKind(kids *children, bin, dir string, proxyCPU int) targetKind {
 			return nil, err
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		logFile := filepath.Join(dir, "vipd.log")
+		logFile := filepath.Join(dir, name+".log")
 		cmd, err := kids.start([]string{bin, "agent",
 			"-listen", addr,
 			"-backend", strings.Join(backends, ","),
 			"-check", "tcp", "-check-interval", "1s", "-rise", "1",
 			"-http-addr", fmt.Sprintf("127.0.0.1:%d", admin),
 			"-log-level", "warn",
-		}, proxyCPU, logFile)
+		}, cpus, logFile)
 		if err != nil {
 			return nil, err
 		}
@@ -179,19 +184,20 @@ func vipdKind(kids *children, bin, dir string, proxyCPU int) targetKind {
 			kids.stop(cmd)
 			return nil, err
 		}
-		return &target{name: "vipd", addr: addr, pid: cmd.cmd.Process.Pid, stop: func() { kids.stop(cmd) }}, nil
+		return &target{name: name, addr: addr, pid: cmd.cmd.Process.Pid, stop: func() { kids.stop(cmd) }}, nil
 	}
 	return k
 }
 
-// haproxyConfig is the comparison setup of issue 2: one thread, TCP mode, round robin, kernel splicing, a
-// connect check like vipd's, limits high enough for the idle test.
+// haproxyConfig is the comparison setup of issue 2: one thread per CPU it gets (nbthread 1 as in the issue, 2
+// for the two-CPU test), TCP mode, round robin, kernel splicing, a connect check like vipd's, limits high
+// enough for the idle and storm tests. Its listen backlog is HAProxy's default, maxconn, within somaxconn.
 // maxpipes bounds the splice pipes (HAProxy reserves maxconn/4 by default): with the descriptor limit of this
 // machine, the idle connections plus default pipes would not fit, and pipes are only in use while data moves.
-func haproxyConfig(addr string, backends []string, maxconn, maxpipes int) string {
+func haproxyConfig(addr string, backends []string, threads, maxconn, maxpipes int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `global
-    nbthread 1
+    nbthread %d
     maxconn %d
     maxpipes %d
 
@@ -209,33 +215,33 @@ frontend bench
 
 backend upstreams
     balance roundrobin
-`, maxconn, maxpipes, maxconn, addr)
+`, threads, maxconn, maxpipes, maxconn, addr)
 	for i, be := range backends {
 		fmt.Fprintf(&b, "    server b%d %s check inter 1s rise 1\n", i, be)
 	}
 	return b.String()
 }
 
-func haproxyKind(kids *children, dir string, proxyCPU, maxconn, maxpipes int) targetKind {
+func haproxyKind(kids *children, dir string, maxconn, maxpipes int) targetKind {
 	k := targetKind{name: "haproxy"}
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		k.skip = "haproxy not on PATH (apt-get install -y haproxy)"
 		return k
 	}
-	k.start = func(ctx context.Context, backends []string) (*target, error) {
+	k.start = func(ctx context.Context, backends []string, cpus []int) (*target, error) {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		cfg := filepath.Join(dir, "haproxy.cfg")
-		if err := os.WriteFile(cfg, []byte(haproxyConfig(addr, backends, maxconn, maxpipes)), 0o644); err != nil {
+		if err := os.WriteFile(cfg, []byte(haproxyConfig(addr, backends, len(cpus), maxconn, maxpipes)), 0o644); err != nil {
 			return nil, err
 		}
 		logFile := filepath.Join(dir, "haproxy.log")
 		// -db: stay in the foreground, one process, so its PID is the one to measure.
-		cmd, err := kids.start([]string{bin, "-db", "-f", cfg}, proxyCPU, logFile)
+		cmd, err := kids.start([]string{bin, "-db", "-f", cfg}, cpus, logFile)
 		if err != nil {
 			return nil, err
 		}
