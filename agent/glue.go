@@ -97,13 +97,19 @@ func (l clusterLeadership) Peers() []vip.Peer {
 		if m.Name == l.self {
 			continue
 		}
-		out = append(out, vip.Peer{
+		serving := m.Status == cluster.StatusAlive && !m.Meta.Witness
+		p := vip.Peer{
 			Name:     m.Name,
-			Healthy:  m.Status == cluster.StatusAlive && m.Meta.Healthy && !m.Meta.Witness,
+			Healthy:  serving && m.Meta.Healthy,
 			Witness:  m.Meta.Witness,
 			Priority: m.Meta.Priority,
 			Voter:    m.Role == cluster.RoleLeader || m.Role == cluster.RoleFollower,
-		})
+		}
+		if serving {
+			// A node from before frontends were gossiped sends no count: it ranks by Healthy alone.
+			p.Score = m.Meta.HealthyFrontends
+		}
+		out = append(out, p)
 	}
 	return out
 }
@@ -122,7 +128,7 @@ type nodeHealth struct{ n *health.Node }
 
 func (h nodeHealth) Status() vip.NodeHealth {
 	st := h.n.Status()
-	return vip.NodeHealth{Healthy: st.Healthy, Reason: st.Reason}
+	return vip.NodeHealth{Healthy: st.Healthy, Score: st.HealthyFrontends, Reason: st.Reason}
 }
 
 func (h nodeHealth) Subscribe() (<-chan struct{}, func()) { return h.n.Subscribe() }

@@ -29,11 +29,9 @@ type FrontendStatus struct {
 // NodeStatus is this node's own health: whether it is fit to receive the VIP's traffic.
 //
 // Healthy means every frontend is healthy. A node with some frontends down is not Healthy, but it is not
-// worthless either: it still serves the others. Ranking two nodes is by HealthyFrontends (HealthierThan):
-// the VIP should move only to a peer that is strictly healthier, so a leader with one of two frontends down
-// hands the VIP to a peer with both up, but keeps it rather than hand it to a peer that also has one down
-// (the move would only cost every open connection) or to one with none up. A node with no frontend
-// (a witness) is never Healthy.
+// worthless either: it still serves the others. The VIP manager ranks nodes by Healthy, then by
+// HealthyFrontends (vip/peers.go), and moves the VIP only to a strictly healthier peer. A node with no
+// frontend (a witness) is never Healthy.
 type NodeStatus struct {
 	Healthy          bool `json:"healthy"`
 	HealthyFrontends int  `json:"healthy_frontends"`
@@ -56,10 +54,6 @@ func (s NodeStatus) Equal(o NodeStatus) bool {
 		s.ListenerUp == o.ListenerUp && s.HealthyBackends == o.HealthyBackends && s.TotalBackends == o.TotalBackends &&
 		s.Reason == o.Reason && slices.Equal(s.Frontends, o.Frontends)
 }
-
-// HealthierThan reports whether a node in status s is strictly healthier than one in status o: it has more
-// healthy frontends. Only such a peer should take the VIP from a leader in status o.
-func (s NodeStatus) HealthierThan(o NodeStatus) bool { return s.HealthyFrontends > o.HealthyFrontends }
 
 // Node is this node's own health over its frontends, which can be added, replaced and removed at run time
 // (reload). Each frontend is healthy when its listener is up and its Monitor has at least MinHealthy

@@ -150,51 +150,49 @@ func TestNodeFrontends(t *testing.T) {
 	ch, cancel := n.Subscribe()
 	defer cancel()
 
-	full := NodeStatus{HealthyFrontends: 2} // a fully healthy peer, for the ranking
 	steps := []struct {
-		name         string
-		do           func()
-		signal       bool
-		healthy      bool
-		healthyFEs   int
-		totalFEs     int
-		reason       string
-		peerHealthir bool // is a fully healthy peer strictly healthier than this node?
+		name       string
+		do         func()
+		signal     bool
+		healthy    bool
+		healthyFEs int
+		totalFEs   int
+		reason     string
 	}{
 		{"no frontend: nothing to serve", func() {}, false, false, 0, 0,
-			"no frontend: nothing to serve", true},
+			"no frontend: nothing to serve"},
 		{"api added, listener down", func() { n.SetFrontend("api", api.m) }, true, false, 0, 1,
-			"0 of 1 frontends healthy | api: listener down", true},
+			"0 of 1 frontends healthy | api: listener down"},
 		{"unknown frontend's listener is ignored", func() { n.SetListenerUp("nope", true) }, false, false, 0, 1,
-			"0 of 1 frontends healthy | api: listener down", true},
+			"0 of 1 frontends healthy | api: listener down"},
 		{"api up", func() { n.SetListenerUp("api", true) }, true, true, 1, 1,
-			"1 of 1 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1", true},
+			"1 of 1 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1"},
 		{"konnectivity added, down: node unhealthy", func() { n.SetFrontend("konnectivity", konn.m) }, true, false, 1, 2,
-			"1 of 2 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1 | konnectivity: listener down", true},
+			"1 of 2 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1 | konnectivity: listener down"},
 		{"konnectivity up: all healthy", func() { n.SetListenerUp("konnectivity", true) }, true, true, 2, 2,
-			"2 of 2 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1 | konnectivity: listener up, 1 of 1 backends healthy, need 1", false},
+			"2 of 2 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1 | konnectivity: listener up, 1 of 1 backends healthy, need 1"},
 		{"same monitor again: no change", func() { n.SetFrontend("api", api.m) }, false, true, 2, 2,
-			"2 of 2 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1 | konnectivity: listener up, 1 of 1 backends healthy, need 1", false},
+			"2 of 2 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1 | konnectivity: listener up, 1 of 1 backends healthy, need 1"},
 		{"konnectivity's monitor replaced: listener kept", func() { n.SetFrontend("konnectivity", replacement.m) }, true, false, 1, 2,
-			"1 of 2 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1 | konnectivity: 0 of 1 backends healthy, need 1", true},
+			"1 of 2 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1 | konnectivity: 0 of 1 backends healthy, need 1"},
 		{"old monitor's changes are no longer followed", func() { konn.m.ReportDialFailure("k:1", errDown) }, false, false, 1, 2,
-			"1 of 2 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1 | konnectivity: 0 of 1 backends healthy, need 1", true},
+			"1 of 2 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1 | konnectivity: 0 of 1 backends healthy, need 1"},
 		{"konnectivity removed", func() { n.RemoveFrontend("konnectivity") }, true, true, 1, 1,
-			"1 of 1 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1", true},
+			"1 of 1 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1"},
 		{"removing it again is a no-op", func() { n.RemoveFrontend("konnectivity") }, false, true, 1, 1,
-			"1 of 1 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1", true},
+			"1 of 1 frontends healthy | api: listener up, 2 of 2 backends healthy, need 1"},
 		{"api's backend drained: still enough", func() {
 			if err := api.m.SetDrain("a:1", true); err != nil {
 				t.Fatal(err)
 			}
 		}, true, true, 1, 1,
-			"1 of 1 frontends healthy | api: listener up, 1 of 2 backends healthy and not drained (1 drained), need 1", true},
+			"1 of 1 frontends healthy | api: listener up, 1 of 2 backends healthy and not drained (1 drained), need 1"},
 		{"second drained: nothing to serve", func() {
 			if err := api.m.SetDrain("b:1", true); err != nil {
 				t.Fatal(err)
 			}
 		}, true, false, 0, 1,
-			"0 of 1 frontends healthy | api: 0 of 2 backends healthy and not drained (2 drained), need 1", true},
+			"0 of 1 frontends healthy | api: 0 of 2 backends healthy and not drained (2 drained), need 1"},
 	}
 	for _, s := range steps {
 		s.do()
@@ -204,12 +202,6 @@ func TestNodeFrontends(t *testing.T) {
 		st := n.Status()
 		if st.Healthy != s.healthy || st.HealthyFrontends != s.healthyFEs || st.TotalFrontends != s.totalFEs || st.Reason != s.reason {
 			t.Fatalf("%s:\n got %+v\nwant healthy=%v %d/%d frontends, reason %q", s.name, st, s.healthy, s.healthyFEs, s.totalFEs, s.reason)
-		}
-		if got := full.HealthierThan(st); got != s.peerHealthir {
-			t.Fatalf("%s: a fully healthy peer healthier = %v, want %v", s.name, got, s.peerHealthir)
-		}
-		if st.HealthierThan(st) {
-			t.Fatalf("%s: a status is strictly healthier than itself", s.name)
 		}
 		wantNode := 0.0
 		if s.healthy {

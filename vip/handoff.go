@@ -17,7 +17,7 @@ const (
 	cooldownRefresh  = 10                    // refresh periods without a new hand-off attempt after one failed
 )
 
-// onHealth hands leadership off when the holder turns unhealthy and a healthy peer exists.
+// onHealth hands leadership off when the holder is unhealthy and a healthier peer exists (peers.go).
 func (l *loop) onHealth() {
 	if !l.held || l.m.health == nil {
 		return
@@ -27,18 +27,19 @@ func (l *loop) onHealth() {
 		l.warnedKeep = false
 		return
 	}
-	target, ok := chooseTarget(l.m.lead.Peers(), nil)
+	target, ok := healthierTarget(l.m.lead.Peers(), h)
 	if !ok {
 		if !l.warnedKeep {
 			l.warnedKeep = true
-			l.log.Warn("holder is unhealthy and no peer is healthy: keeping the VIP", "reason", h.Reason)
+			l.log.Warn("holder is unhealthy and no peer is healthier: keeping the VIP", "reason", h.Reason)
 		}
 		return
 	}
 	if time.Now().Before(l.noHandoffTill) {
 		return
 	}
-	l.log.Warn("holder turned unhealthy; releasing the VIP and handing off", "reason", h.Reason, "to", target.Name)
+	l.log.Warn("holder turned unhealthy; releasing the VIP and handing off to a healthier peer", "reason", h.Reason,
+		"to", target.Name, "peer_healthy", target.Healthy, "peer_score", target.Score, "score", h.Score)
 	l.handOff(target.Name, "unhealthy")
 }
 
@@ -49,7 +50,7 @@ func (l *loop) checkPreempt() {
 		return
 	}
 	prio := l.cfg.Priority
-	target, ok := chooseTarget(l.m.lead.Peers(), &prio)
+	target, ok := preemptTarget(l.m.lead.Peers(), prio)
 	if !ok {
 		return
 	}

@@ -71,8 +71,11 @@ type Drain struct {
 type Peer struct {
 	// Name is the node name passed to Leadership.TransferLeadership.
 	Name string
-	// Healthy is the peer's own node health (listener up and enough healthy backends).
+	// Healthy is the peer's own node health: every frontend healthy (listener up and enough healthy backends).
 	Healthy bool
+	// Score is how many of its frontends are healthy: between two peers that are not fully healthy, the one
+	// with the higher Score serves more (see peers.go for the ranking).
+	Score int
 	// Priority prefers a node: a higher value wins transfers and preemption.
 	Priority int
 	// Voter is true for Raft voters; only voters can become leader.
@@ -127,8 +130,11 @@ type Leadership interface {
 // health.NodeStatus that matter here, so that package vip depends on nothing outside itself; the agent
 // adapts *health.Node to HealthSource.
 type NodeHealth struct {
-	// Healthy is true when the listener is up and enough backends are healthy.
+	// Healthy is true when every frontend is healthy: its listener up and enough of its backends healthy.
 	Healthy bool
+	// Score is how many frontends are healthy. An unhealthy holder hands leadership only to a peer that is
+	// Healthy or has a strictly higher Score, so a partial failure never moves the VIP to a node no better.
+	Score int
 	// Reason explains an unhealthy state, for logs.
 	Reason string
 }

@@ -187,22 +187,22 @@ func (l *loop) tryLead() {
 	l.fence.confirm(barrierStart)
 
 	if l.cfg.Witness {
-		target, _ := chooseTarget(l.m.lead.Peers(), nil) // "" (any voter) if none is known healthy
+		target, _ := anyTarget(l.m.lead.Peers()) // "" lets Raft pick when no voter is known
 		if !l.transfer(target.Name, "witness") {
 			l.after(&l.retry, l.cfg.VerifyInterval)
 		}
 		return
 	}
 	if h := l.m.health.Status(); !h.Healthy && time.Now().After(l.noHandoffTill) {
-		if target, ok := chooseTarget(l.m.lead.Peers(), nil); ok {
-			l.log.Warn("leader is unhealthy; handing leadership to a healthy peer",
-				"reason", h.Reason, "to", target.Name)
+		if target, ok := healthierTarget(l.m.lead.Peers(), h); ok {
+			l.log.Warn("leader is unhealthy; handing leadership to a healthier peer",
+				"reason", h.Reason, "to", target.Name, "peer_healthy", target.Healthy, "peer_score", target.Score, "score", h.Score)
 			if l.transfer(target.Name, "unhealthy") {
 				return
 			}
 			l.startCooldown()
 		} else {
-			l.log.Warn("leader is unhealthy and no peer is healthy: holding the VIP anyway "+
+			l.log.Warn("leader is unhealthy and no peer is healthier: holding the VIP anyway "+
 				"(it recovers the instant a backend returns; no address could not)", "reason", h.Reason)
 		}
 	}

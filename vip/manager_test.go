@@ -804,3 +804,25 @@ func TestStaleVerifyProofKeepsTheFenceClosed(t *testing.T) {
 		}
 	})
 }
+
+// A holder with one of two frontends down keeps the VIP while its peer is no better, and hands it over once
+// the peer is fully healthy; it never waits for a peer to turn healthy when the peer is already healthier.
+func TestPartlyHealthyHolderHandsOffOnlyToHealthierPeer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, nil)
+		r.l.SetPeers(vip.Peer{Name: "b", Score: 1, Voter: true})
+		r.start(t)
+		r.lead(t)
+		r.h.SetStatus(vip.NodeHealth{Score: 1, Reason: "1 of 2 frontends healthy"})
+		sleep(3 * testRefresh)
+		if tr := r.l.Transfers(); len(tr) != 0 || !r.holding() {
+			t.Fatalf("transfers %v, holding %v: a peer just as partly healthy must not take the VIP", tr, r.holding())
+		}
+		r.l.SetPeers(vip.Peer{Name: "b", Score: 2, Voter: true}) // still not Healthy, but serves more
+		sleep(testRefresh)
+		if !slices.Contains(r.l.Transfers(), "b") || !r.released() {
+			t.Fatalf("transfers %v, released %v: want a hand-off to b, which serves more frontends",
+				r.l.Transfers(), r.released())
+		}
+	})
+}

@@ -29,6 +29,14 @@ func (h *FakeHealth) Set(healthy bool, reason string) {
 	h.changed.Notify()
 }
 
+// SetStatus changes the whole health, Score included, and signals the subscribers.
+func (h *FakeHealth) SetStatus(s vip.NodeHealth) {
+	h.mu.Lock()
+	h.status = s
+	h.mu.Unlock()
+	h.changed.Notify()
+}
+
 // Status returns the current health.
 func (h *FakeHealth) Status() vip.NodeHealth {
 	h.mu.Lock()
