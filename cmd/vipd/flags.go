@@ -68,7 +68,7 @@ func agentFlags(fs *flag.FlagSet, cfg *agent.Config, configFile *string) {
 	fs.BoolVar(&cfg.CheckInsecure, "check-insecure-skip-verify", cfg.CheckInsecure, "do not verify backend certificates in https checks")
 	fs.IntVar(&cfg.MinHealthy, "min-healthy", cfg.MinHealthy, "this node is healthy with at least this many healthy backends")
 
-	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "admin API: /healthz, /metrics, /v1/backends, /v1/members, /v1/status")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "admin API: /livez, /readyz, /metrics, /v1/... (what vipd members, status, reload, backend, keyring and leave use); changes only from loopback unless -http-token-file")
 	fs.StringVar(&cfg.HTTPTokenFile, "http-token-file", cfg.HTTPTokenFile, "file (mode 0600) with the bearer token admin API changes need when -http-addr is not loopback")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
