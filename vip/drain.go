@@ -13,6 +13,13 @@ import (
 // know; it keeps doing so, holder or not, until that node's drain ends or gossip stops seeing it alive, so
 // successive hand-overs chain (C forwards to B, B to A) and a crashed drainer is never forwarded to.
 
+// deadFlowAfter is how long a drained connection may wait for its client to acknowledge anything before it
+// counts as gone. While this node drains, its successor forwards every packet of the client's here, so a
+// client that still has the connection answers a retransmission within its RTO; one whose end is gone (it
+// reset the flow while its packets still went to another node, say) never does, and the kernel alone would
+// keep retrying for up to 15 minutes (tcp_retries2), holding the drain open for all of -drain-timeout.
+const deadFlowAfter = 10 * time.Second
+
 // drainPoll is how often a drain's connections and a forward target's liveness are checked: quick enough
 // that a crashed drainer stops being forwarded to soon after gossip notices, cheap enough to run all along.
 const drainPoll = 100 * time.Millisecond
@@ -79,7 +86,7 @@ func (l *loop) releaseForHandover(why string) <-chan struct{} {
 // target (still draining and alive?).
 func (l *loop) onDrainTick() {
 	if d := l.drain; d != nil {
-		n, err := l.forwarder().Established(l.ips(), l.cfg.Ports)
+		n, err := l.forwarder().Established(l.ips(), l.cfg.Ports, deadFlowAfter)
 		switch {
 		case err == nil && n == 0 && l.fwd == nil:
 			// Over only when this node relays nobody's flows either: while its own predecessor drains, the
@@ -111,6 +118,7 @@ func (l *loop) endDrain(why string, removeAddrs bool) {
 				l.log.Error("remove drained VIP", "vip", p, "err", err)
 			}
 		}
+		l.resetFlows("drain over")
 	}
 	close(d.done)
 	l.m.setDraining(0)
@@ -164,14 +172,36 @@ func (l *loop) onHandover(reply chan<- (<-chan struct{})) {
 }
 
 // stopForwarding ends what this node does for drains when Run ends: its own drain (the address goes) and
-// its forwarding (a stopping node forwards nothing).
+// its forwarding (a stopping node forwards nothing). Then no packet can reach a connection through the VIP
+// left on this node — one from an earlier move that lost the VIP without a drain, whose client's packets
+// went to the new holder — and it is reset, so the proxy's own drain does not wait minutes for TCP's
+// timers to end it.
 func (l *loop) stopForwarding() {
 	l.endDrain("shutdown", !l.held)
-	if fw := l.forwarder(); fw != nil && l.fwd != nil {
+	fw := l.forwarder()
+	if fw != nil && l.fwd != nil {
 		if err := fw.StopForward(); err != nil {
 			l.log.Error("stop forwarding drained flows", "err", err)
 		}
 		l.fwd = nil
+	}
+	if !l.held {
+		l.resetFlows("shutdown")
+	}
+}
+
+// resetFlows resets this node's connections through the VIP once none of their packets can reach it.
+func (l *loop) resetFlows(why string) {
+	fw := l.forwarder()
+	if fw == nil {
+		return
+	}
+	n, err := fw.Reset(l.ips(), l.cfg.Ports)
+	if err != nil {
+		l.log.Warn("reset connections through the VIP that no packet can reach any more", "why", why, "err", err)
+	}
+	if n > 0 {
+		l.log.Info("reset connections through the VIP that no packet can reach any more", "why", why, "count", n)
 	}
 }
 

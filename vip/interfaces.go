@@ -51,8 +51,13 @@ type Forwarder interface {
 	Forward(peers []netip.Addr, ips []netip.Addr, ports []uint16) error
 	// StopForward removes the forwarding; the Mark rules stay.
 	StopForward() error
-	// Established counts this node's open TCP connections on ips:ports.
-	Established(ips []netip.Addr, ports []uint16) (int, error)
+	// Established counts this node's open TCP connections on ips:ports. With deadAfter > 0 a connection
+	// that has waited that long for its client to acknowledge anything is reset instead: while this node
+	// drains, its successor forwards the client's packets here, so such silence means the client is gone.
+	Established(ips []netip.Addr, ports []uint16, deadAfter time.Duration) (int, error)
+	// Reset resets this node's TCP connections on ips:ports, once no packet of theirs can reach it any more
+	// (the address is gone from this node and no successor forwards to it), and returns how many.
+	Reset(ips []netip.Addr, ports []uint16) (int, error)
 	// SegmentAddrs returns this node's addresses on the segment of ips (where a successor forwards to).
 	SegmentAddrs(ips []netip.Addr) ([]netip.Addr, error)
 }

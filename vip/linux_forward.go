@@ -8,8 +8,6 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/vipd/vipd/vip/flowfwd"
 )
@@ -78,42 +76,6 @@ func (k *LinuxKernel) StopForward() error {
 		return errNoForwarding
 	}
 	return k.flows.StopForward()
-}
-
-// Established counts the TCP connections of this host whose local end is one of ips on one of ports and
-// that still carry data one way or the other (netlink sock_diag).
-func (k *LinuxKernel) Established(ips []netip.Addr, ports []uint16) (int, error) {
-	n := 0
-	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		if !slices.ContainsFunc(ips, func(ip netip.Addr) bool { return ip.Is4() == (family == unix.AF_INET) }) {
-			continue
-		}
-		k.mu.Lock()
-		socks, err := k.nl.SocketDiagTCP(family)
-		k.mu.Unlock()
-		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return 0, fmt.Errorf("list TCP sockets: %w", err)
-		}
-		for _, s := range socks {
-			if !openState(s.State) || !slices.Contains(ports, s.ID.SourcePort) {
-				continue
-			}
-			if src, ok := netip.AddrFromSlice(s.ID.Source); ok && slices.Contains(ips, src.Unmap()) {
-				n++
-			}
-		}
-	}
-	return n, nil
-}
-
-// openState reports a TCP state in which the connection still moves data (ESTABLISHED, and the half-closed
-// ones whose other direction may still be open).
-func openState(st uint8) bool {
-	switch st {
-	case netlink.TCP_ESTABLISHED, netlink.TCP_FIN_WAIT1, netlink.TCP_FIN_WAIT2, netlink.TCP_CLOSE_WAIT:
-		return true
-	}
-	return false
 }
 
 // SegmentAddrs returns, for each family of ips, this host's first global address on the announcing

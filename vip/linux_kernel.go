@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/vipd/vipd/vip/flowfwd"
@@ -47,8 +48,9 @@ type LinuxKernel struct {
 	wantFlows bool
 	flows     *flowfwd.Table
 
-	mu sync.Mutex // serialises netlink requests on nl
-	nl *netlink.Handle
+	mu   sync.Mutex // serialises netlink requests on nl and diag
+	nl   *netlink.Handle
+	diag *nl.NetlinkSocket // sock_diag, for SOCK_DESTROY (linux_flows.go)
 	lo netlink.Link
 }
 
@@ -99,7 +101,17 @@ func NewLinuxKernel(ifaceName string, logger *slog.Logger, opts ...KernelOption)
 		h.Close()
 		return nil, fmt.Errorf("find lo: %w", err)
 	}
-	k := &LinuxKernel{ifi: ifi, mac: ifi.HardwareAddr, log: logger, nl: h, lo: lo,
+	diag, err := nl.Subscribe(unix.NETLINK_INET_DIAG)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("open netlink sock_diag: %w", err)
+	}
+	if err := diag.SetReceiveTimeout(&unix.Timeval{Sec: 5}); err != nil {
+		h.Close()
+		diag.Close()
+		return nil, fmt.Errorf("netlink sock_diag timeout: %w", err)
+	}
+	k := &LinuxKernel{ifi: ifi, mac: ifi.HardwareAddr, log: logger, nl: h, diag: diag, lo: lo,
 		replyPerRequester: replyPerRequester, replyGlobal: replyGlobal}
 	for _, o := range opts {
 		o(k)
@@ -107,6 +119,7 @@ func NewLinuxKernel(ifaceName string, logger *slog.Logger, opts ...KernelOption)
 	if k.wantFlows {
 		if err := k.openFlows(); err != nil {
 			h.Close()
+			diag.Close()
 			return nil, err
 		}
 	}
@@ -122,6 +135,7 @@ func (k *LinuxKernel) Close() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.nl.Close()
+	k.diag.Close()
 	return err
 }
 

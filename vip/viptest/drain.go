@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/vipd/vipd/vip"
 )
@@ -58,10 +59,20 @@ func (k *FakeKernel) StopForward() error {
 }
 
 // Established reports the count SetEstablished set (0 by default: a drain ends at its first check).
-func (k *FakeKernel) Established(ips []netip.Addr, ports []uint16) (int, error) {
+func (k *FakeKernel) Established(ips []netip.Addr, ports []uint16, deadAfter time.Duration) (int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.established, nil
+}
+
+// Reset records the reset and sets the open connections to 0.
+func (k *FakeKernel) Reset(ips []netip.Addr, ports []uint16) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := k.established
+	k.established = 0
+	k.log.Add(fmt.Sprintf("kernel:reset %v", ips))
+	return n, nil
 }
 
 // SegmentAddrs returns the node's address on the VIP's segment: SetSegmentAddr's, or a documentation
