@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 
-
 	"github.com/vipd/vipd/vip/flowfwd"
 )
 

@@ -51,7 +51,7 @@ type LinuxKernel struct {
 	mu   sync.Mutex // serialises netlink requests on nl and diag
 	nl   *netlink.Handle
 	diag *nl.NetlinkSocket // sock_diag, for SOCK_DESTROY (linux_flows.go)
-	lo netlink.Link
+	lo   netlink.Link
 }
 
 // KernelOption configures a LinuxKernel.
