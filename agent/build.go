@@ -76,6 +76,13 @@ func (a *Agent) buildVIP() error {
 	if heartbeat == 0 {
 		heartbeat = cluster.DefaultHeartbeat
 	}
+	ports, unknown := a.frontendPorts()
+	if a.flowsOK && unknown {
+		// A port chosen by the kernel at bind time (-listen :0, tests) is unknown here; the flow rules
+		// need every frontend's port.
+		a.log.Warn("hand-over drains off (-handover-drain): a frontend listens on port 0")
+		a.flowsOK = false
+	}
 	m, err := vip.NewManager(vip.Config{
 		VIPs:          a.vips,
 		RaftHeartbeat: heartbeat, // vip derives its verification interval and answer window from it
@@ -87,7 +94,7 @@ func (a *Agent) buildVIP() error {
 		OnAcquire:     cfg.OnAcquire.vip(),
 		OnRelease:     cfg.OnRelease.vip(),
 		HandoverDrain: cfg.HandoverDrain && a.flowsOK,
-		Ports:         a.frontendPorts(),
+		Ports:         ports,
 		DrainTimeout:  cfg.DrainTimeout,
 		HookTimeout:   cfg.HookTimeout,
 		Logger:        a.log.With("component", "vip"),
@@ -106,6 +113,7 @@ func (a *Agent) buildVIP() error {
 // vipKernel is the VIP's kernel side: the test's fake, nothing for a witness, a checked stand-in for a dry run,
 // or the real netlink and raw sockets on the announcing interface.
 func (a *Agent) vipKernel(metrics *vip.Metrics) (vip.Kernel, error) {
+	a.flowsOK = a.cfg.HandoverDrain // until the kernel side says it cannot
 	if a.opts.Kernel != nil || a.cfg.Witness {
 		return a.opts.Kernel, nil
 	}
@@ -151,14 +159,16 @@ func (dryRunKernel) Announce(netip.Addr) error                               { r
 func (dryRunKernel) Answer(context.Context, []netip.Addr, func() bool) error { return errDryRun }
 
 // frontendPorts are the ports the frontends listen on: the flows a hand-over drain keeps.
-func (a *Agent) frontendPorts() []uint16 {
-	var ports []uint16
+func (a *Agent) frontendPorts() (ports []uint16, unknown bool) {
 	for _, fe := range a.frontends {
-		if _, p, err := net.SplitHostPort(fe.spec.listen); err == nil {
-			if n, err := strconv.ParseUint(p, 10, 16); err == nil && n != 0 && !slices.Contains(ports, uint16(n)) {
-				ports = append(ports, uint16(n))
-			}
+		_, p, err := net.SplitHostPort(fe.spec.listen)
+		n, perr := strconv.ParseUint(p, 10, 16)
+		switch {
+		case err != nil || perr != nil || n == 0:
+			unknown = true
+		case !slices.Contains(ports, uint16(n)):
+			ports = append(ports, uint16(n))
 		}
 	}
-	return ports
+	return ports, unknown
 }
