@@ -78,6 +78,10 @@ func TestDrainEndsAtTheTimeout(t *testing.T) {
 		if d := time.Since(start); d < 2*time.Second || d > 2*time.Second+200*time.Millisecond {
 			t.Errorf("drain ended after %v, want DrainTimeout (2s)", d)
 		}
+		// What is left can no longer be reached: reset once the address is gone, not left to TCP's timers.
+		if i, j := r.events.Index("kernel:del "+ip4.String(), 0), r.events.Index("kernel:reset", 0); j < 0 || j < i {
+			t.Errorf("address removed at event %d, connections reset at %d: want a reset after the removal", i, j)
+		}
 		if r.k.Has(ip4) {
 			t.Error("address still configured after the drain")
 		}
