@@ -314,6 +314,12 @@ func (a *Agent) shutdown(rt *running, leaveReply chan error) error {
 		a.handOver(ctx)
 		cancel()
 	}
+	if leaveReply != nil && !isClosed(drained) {
+		// The drain may last minutes: vipd leave answers now, with the VIP already on a peer, rather than
+		// time out while the open connections finish.
+		leaveReply <- errDraining
+		leaveReply = nil
+	}
 	a.waitDrain(drained)
 	rt.stopVIP()
 	<-rt.vipDone
@@ -421,16 +427,28 @@ func (a *Agent) handoverVIP(rt *running) <-chan struct{} {
 	return done
 }
 
+// errDraining answers a leave request while the node drains: the VIP is on a peer, and the agent leaves the
+// cluster and exits once its connections through the VIP have finished.
+var errDraining = errors.New("draining")
+
+// isClosed reports whether done is nil or closed.
+func isClosed(done <-chan struct{}) bool {
+	if done == nil {
+		return true
+	}
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
 // waitDrain waits until a hand-over drain is over (the Manager ends it when no connection is left, or at
 // -drain-timeout).
 func (a *Agent) waitDrain(drained <-chan struct{}) {
-	if drained == nil {
+	if isClosed(drained) {
 		return
-	}
-	select {
-	case <-drained:
-		return
-	default:
 	}
 	a.log.Info("waiting for the connections through the VIP to finish (hand-over drain)", "timeout", a.cfg.DrainTimeout)
 	select {

@@ -96,6 +96,10 @@ func apiCall(ctx context.Context, method string, cf clientFlags, path string, in
 	if out == nil {
 		return nil
 	}
+	if text, ok := out.(*string); ok {
+		*text = string(body)
+		return nil
+	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("decode %s: %w", path, err)
 	}
@@ -214,8 +218,13 @@ func runLeave(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := apiCall(ctx, http.MethodPost, cf, "/v1/leave", nil, nil); err != nil {
+	var answer string
+	if err := apiCall(ctx, http.MethodPost, cf, "/v1/leave", nil, &answer); err != nil {
 		return err
+	}
+	if a := strings.TrimSpace(answer); a != "" && a != "left" {
+		fmt.Fprintln(stdout, plainText(a)) // a drain follows: the agent says for how long at most
+		return nil
 	}
 	fmt.Fprintln(stdout, "left the cluster; the agent is shutting down")
 	return nil
