@@ -1,0 +1,316 @@
+package handover
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vipd/vipd/agent"
+	"github.com/vipd/vipd/internal/nstest"
+)
+
+// The segment exists only inside the test's namespaces.
+const (
+	subnet    = "10.216.0."
+	vip       = subnet + "50"
+	vipAddr   = vip + ":6443"
+	clientIP  = subnet + "100"
+	adminAddr = "127.0.0.1:7948"
+	// drainTimeout is set explicitly, as an operator of a control plane would (watches end within minutes):
+	// far longer than the test, so an exit at the timeout would show.
+	drainTimeout = 2 * time.Minute
+)
+
+func nodeIP(i int) string    { return fmt.Sprintf("%s%d", subnet, 11+i) }
+func backendIP(i int) string { return fmt.Sprintf("%s%d", subnet, 21+i) }
+
+// rig is the cluster and the namespaces around it.
+type rig struct {
+	t       *testing.T
+	bin     string
+	dir     string
+	nodes   []*node
+	client  *nstest.NS
+	backend *backend
+}
+
+// node is one load-balancer namespace running a vipd agent.
+type node struct {
+	name string
+	ip   string
+	ns   *nstest.NS
+	args []string // the agent's command line, the same at every start
+	log  string
+	api  *http.Client
+
+	mu    sync.Mutex
+	agent *nstest.Process
+}
+
+// startCluster builds the segment — three nodes, a client, the backends — and starts a vipd agent in each
+// node namespace, as an operator would: a cluster key made by `vipd keygen` in a 0600 file, the default
+// Raft timings, the VIP on eth0, two backends, -drain-timeout 2m, plus extra flags.
+func startCluster(t *testing.T, extra ...string) *rig {
+	t.Helper()
+	nstest.Require(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		// vipd programs nftables through netlink, not the nft tool; its absence only hints that the kernel
+		// may lack nf_tables, which the agents would then report.
+		t.Logf("no nft command: the agents need nf_tables in the kernel for hand-over drains")
+	}
+	r := &rig{t: t, bin: vipdBinary(t), dir: t.TempDir()}
+	lan := nstest.NewLAN(t)
+	r.client, _ = lan.Host(t, "c", "eth0", clientIP+"/24")
+	r.client.Sysctl(t, "net.ipv6.conf.all.disable_ipv6=1")
+	beNS, _ := lan.Host(t, "b", "eth0", backendIP(0)+"/24", backendIP(1)+"/24")
+	beNS.Sysctl(t, "net.ipv6.conf.all.disable_ipv6=1")
+	nodeOf := map[string]string{}
+	for i := range 3 {
+		nodeOf[nodeIP(i)] = fmt.Sprintf("n%d", i+1)
+	}
+	r.backend = startBackends(t, beNS, func(a net.Addr) string {
+		if n, ok := nodeOf[a.(*net.TCPAddr).IP.String()]; ok {
+			return n
+		}
+		return "??"
+	}, backendIP(0)+":8080", backendIP(1)+":8080")
+
+	keyFile := filepath.Join(r.dir, "cluster.key")
+	key, err := exec.Command(r.bin, "keygen").Output()
+	if err != nil {
+		t.Fatalf("vipd keygen: %v", err)
+	}
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	join := strings.Join([]string{nodeIP(0), nodeIP(1), nodeIP(2)}, ",")
+	for i := range 3 {
+		n := &node{name: fmt.Sprintf("n%d", i+1), ip: nodeIP(i)}
+		n.ns, _ = lan.Host(t, n.name, "eth0", n.ip+"/24")
+		n.ns.Sysctl(t, "net.ipv6.conf.all.disable_ipv6=1")
+		n.api = &http.Client{
+			Transport: &http.Transport{DialContext: n.ns.DialContext, DisableKeepAlives: true},
+			Timeout:   2 * time.Second,
+		}
+		n.log = filepath.Join(r.dir, n.name+".log")
+		n.args = append([]string{r.bin, "agent",
+			"-node", n.name,
+			"-bind", n.ip,
+			"-data-dir", filepath.Join(r.dir, n.name),
+			"-bootstrap-expect", "3",
+			"-join", join,
+			"-encrypt-file", keyFile,
+			"-listen", ":6443",
+			"-backend", backendIP(0) + ":8080," + backendIP(1) + ":8080",
+			"-check-interval", "500ms", "-rise", "1", // only so that a (re)started node is ready sooner
+			"-vip", vip + "/24",
+			"-interface", "eth0",
+			"-http-addr", adminAddr,
+			"-drain-timeout", drainTimeout.String(),
+		}, extra...)
+		r.nodes = append(r.nodes, n)
+	}
+	for _, n := range r.nodes {
+		n.start(t)
+	}
+	t.Cleanup(r.stopAll)
+	t.Cleanup(func() { // runs first: shows the agents as the failure left them
+		if t.Failed() {
+			r.dumpLogs()
+		}
+	})
+	return r
+}
+
+// start runs the node's agent (again, after a stop: same flags, same data dir, its log appended to).
+func (n *node) start(t *testing.T) {
+	t.Helper()
+	p := nstest.StartProcess(t, n.ns, n.name, n.log, n.args...)
+	n.mu.Lock()
+	n.agent = p
+	n.mu.Unlock()
+}
+
+func (n *node) proc() *nstest.Process {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.agent
+}
+
+func (n *node) running() bool { return n.proc().Running() }
+
+// stopAll stops every agent at once, so that a cleanup does not wait for graceful leaves in turn (and kills
+// one still draining after 5 s).
+func (r *rig) stopAll() {
+	var wg sync.WaitGroup
+	for _, n := range r.nodes {
+		wg.Go(func() { _ = n.proc().Stop(5 * time.Second) })
+	}
+	wg.Wait()
+}
+
+// dumpLogs shows the end of every agent's log (a failed test).
+func (r *rig) dumpLogs() {
+	for _, n := range r.nodes {
+		b, _ := os.ReadFile(n.log)
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		if len(lines) > 60 {
+			lines = lines[len(lines)-60:]
+		}
+		r.t.Logf("last lines of %s's log (running: %v):\n%s", n.name, n.running(), strings.Join(lines, "\n"))
+	}
+}
+
+// logLines returns the lines of the node's log (every run of it) that contain every sub.
+func (n *node) logLines(subs ...string) []string {
+	b, _ := os.ReadFile(n.log)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		all := true
+		for _, s := range subs {
+			all = all && strings.Contains(line, s)
+		}
+		if all {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+func (n *node) status() (agent.StatusResponse, error) {
+	var st agent.StatusResponse
+	resp, err := n.api.Get("http://" + adminAddr + "/v1/status")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("GET /v1/status on %s: %s", n.name, resp.Status)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// vipctl runs the vipd CLI inside the node's namespace against its admin API, as an operator on the node
+// does, and returns its exit code and output.
+func (n *node) vipctl(bin string, args ...string) (int, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.ns.Name, bin}, append(args, "-http-addr", adminAddr)...)...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if err != nil {
+		code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+	}
+	return code, strings.TrimSpace(string(out))
+}
+
+// node returns the named node.
+func (r *rig) node(name string) *node {
+	for _, n := range r.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	r.t.Fatalf("no node %s", name)
+	return nil
+}
+
+// holder returns the node whose status says it holds the VIP, "" if none does or more than one says so
+// (the running nodes only).
+func (r *rig) holder() string {
+	var hs []string
+	for _, n := range r.nodes {
+		if !n.running() {
+			continue
+		}
+		if st, err := n.status(); err == nil && st.VIPHeld {
+			hs = append(hs, n.name)
+		}
+	}
+	if len(hs) != 1 {
+		return ""
+	}
+	return hs[0]
+}
+
+// unstable says why the cluster is not steady ("" when it is): every agent running and healthy, one leader
+// all agree on in one term, three voters everywhere, and the VIP held by the leader only. A draining node
+// counts: it is still a member until its drain ends.
+func (r *rig) unstable() string {
+	var leader string
+	var term uint64
+	holders := 0
+	for _, n := range r.nodes {
+		if !n.running() {
+			return n.name + " is not running"
+		}
+		st, err := n.status()
+		switch {
+		case err != nil:
+			return err.Error()
+		case st.Leader == "":
+			return n.name + " knows no leader"
+		case leader != "" && (st.Leader != leader || st.Term != term):
+			return fmt.Sprintf("%s: leader %s in term %d, another node says %s in term %d", n.name, st.Leader, st.Term, leader, term)
+		case st.Voters != 3:
+			return fmt.Sprintf("%s sees %d voters", n.name, st.Voters)
+		case !st.Healthy:
+			return n.name + " is unhealthy: " + st.HealthReason
+		case st.VIPHeld && st.Leader != n.name:
+			return n.name + " holds the VIP but does not lead"
+		}
+		if st.VIPHeld {
+			holders++
+		}
+		leader, term = st.Leader, st.Term
+	}
+	if holders != 1 {
+		return fmt.Sprintf("%d nodes hold the VIP", holders)
+	}
+	return ""
+}
+
+// waitStable waits until the cluster has been steady for a second without a break and returns the holder.
+func (r *rig) waitStable(timeout time.Duration) string {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var since time.Time
+	for {
+		why := r.unstable()
+		switch {
+		case why != "":
+			since = time.Time{}
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= time.Second:
+			if h := r.holder(); h != "" {
+				return h
+			}
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("cluster not stable after %v: %s", timeout, why)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the agents' APIs, bounded by deadline
+	}
+}
+
+// stop sends SIGTERM to the node's agent.
+func (n *node) signalStop(t *testing.T) {
+	t.Helper()
+	if err := n.proc().Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM %s: %v", n.name, err)
+	}
+}
