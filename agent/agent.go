@@ -66,8 +66,9 @@ type Agent struct {
 	vips          []netip.Prefix
 	// closeKernel closes the netlink handle of the real VIP kernel side, if any.
 	closeKernel func() error
-	// flowsOK is false once the kernel side could not program hand-over forwarding (no nftables).
-	flowsOK bool
+	// noFlows is set once the kernel side could not program hand-over forwarding (no nftables). A negative,
+	// so that the zero value leaves -handover-drain as configured.
+	noFlows bool
 	// adminToken (from -http-token-file) authorises admin API writes; adminLoopback says the API only listens
 	// on loopback, where writes need no token.
 	adminToken    atomic.Pointer[string]

@@ -86,7 +86,7 @@ func (a *Agent) buildVIP() error {
 		PreemptDelay:  cfg.PreemptDelay,
 		OnAcquire:     cfg.OnAcquire.vip(),
 		OnRelease:     cfg.OnRelease.vip(),
-		HandoverDrain: cfg.HandoverDrain && a.flowsOK,
+		HandoverDrain: cfg.HandoverDrain && !a.noFlows,
 		Ports:         a.frontendPorts(),
 		DrainTimeout:  cfg.DrainTimeout,
 		HookTimeout:   cfg.HookTimeout,
@@ -128,7 +128,7 @@ func (a *Agent) vipKernel(metrics *vip.Metrics) (vip.Kernel, error) {
 	if err != nil && a.cfg.HandoverDrain {
 		// Without nftables the VIP still works; only planned moves reset connections, as before.
 		log.Warn("hand-over drains off (-handover-drain): cannot program the forwarding rules", "err", err)
-		a.flowsOK = false
+		a.noFlows = true
 		k, err = vip.NewLinuxKernel(iface, log, opts[:1]...)
 	}
 	if err != nil {
