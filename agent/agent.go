@@ -69,6 +69,9 @@ type Agent struct {
 	// noFlows is set once the kernel side could not program hand-over forwarding (no nftables). A negative,
 	// so that the zero value leaves -handover-drain as configured.
 	noFlows bool
+	// drainDone is the DrainDone this node last gossiped while not draining, gossiped again while a drain is
+	// being recorded (vip.DrainPending).
+	drainDone atomic.Uint64
 	// adminToken (from -http-token-file) authorises admin API writes; adminLoopback says the API only listens
 	// on loopback, where writes need no token.
 	adminToken    atomic.Pointer[string]

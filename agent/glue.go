@@ -223,10 +223,16 @@ func (a *Agent) localMeta() cluster.Meta {
 		// DrainDone tells the successor when to stop forwarding: while a drain of epoch E is under way it
 		// stays below E; otherwise every drain this node ever recorded is over (a restarted node has no old
 		// flows, so it must not attract any).
-		if e := a.vip.Draining(); e != 0 {
-			m.Draining, m.DrainDone = true, e-1
-		} else {
+		switch e := a.vip.Draining(); e {
+		case 0:
 			m.DrainDone = a.cluster.OwnDrainEpoch()
+			a.drainDone.Store(m.DrainDone)
+		case vip.DrainPending:
+			// Being recorded: the record may be applied already, so the latest own epoch is not "done"; every
+			// drain before it is.
+			m.Draining, m.DrainDone = true, a.drainDone.Load()
+		default:
+			m.Draining, m.DrainDone = true, e-1
 		}
 	}
 	if a.node != nil {

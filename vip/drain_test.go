@@ -56,6 +56,37 @@ func TestHandOffKeepsConnectionsWhileDraining(t *testing.T) {
 	})
 }
 
+// TestDrainingWhileTheDrainIsRecorded: from before the drain record is committed (the cluster may apply it,
+// and so know it as this node's latest, before StartDrain returns) until the drain ends, Draining must not
+// say "not draining": the agent gossips every own drain as done then, and the successor stopped forwarding
+// before the drain began (all drained connections reset, seen by integration/handover).
+func TestDrainingWhileTheDrainIsRecorded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := drainRig(t)
+		r.start(t)
+		r.lead(t)
+		r.k.SetEstablished(1)
+		var during uint64
+		r.l.OnStartDrain(func() { during = r.m.Draining() })
+		done, err := r.m.Handover(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if during != vip.DrainPending {
+			t.Errorf("Draining() while the drain was being recorded = %d, want DrainPending", during)
+		}
+		d := r.l.StartedDrains()
+		if len(d) != 1 || r.m.Draining() != d[0].Epoch {
+			t.Fatalf("Draining() = %d after the drain %+v was recorded, want its epoch", r.m.Draining(), d)
+		}
+		r.k.SetEstablished(0)
+		<-done
+		if r.m.Draining() != 0 {
+			t.Errorf("Draining() = %d after the drain ended, want 0", r.m.Draining())
+		}
+	})
+}
+
 // TestDrainEndsAtTheTimeout: connections that never close are given up at DrainTimeout.
 func TestDrainEndsAtTheTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -42,6 +42,7 @@ type rig struct {
 	nodes   []*node
 	client  *nstest.NS
 	backend *backend
+	formed  time.Time // when the cluster was first stable
 }
 
 // node is one load-balancer namespace running a vipd agent.
@@ -197,14 +198,18 @@ func (r *rig) dumpLogs() {
 var unplanned = []string{`msg="failed to contact quorum of nodes, stepping down"`, `msg="leader verification failed: releasing the VIP"`,
 	`msg="heartbeat timeout reached, starting election"`}
 
-// unplannedMoves lists the log lines, of every node, that show an election nobody asked for: a stalled
-// machine, not the moves under test. A failure names them, so that it is not mistaken for a hand-over bug.
+// unplannedMoves lists the log lines, of every node, that show an election nobody asked for after the
+// cluster first formed: a stalled machine, not the moves under test. A failure names them, so that it is not
+// mistaken for a hand-over bug.
 func (r *rig) unplannedMoves() []string {
 	var out []string
 	for _, n := range r.nodes {
 		for _, m := range unplanned {
 			for _, l := range n.logLines(m) {
-				out = append(out, n.name+": "+l)
+				ts, _, _ := strings.Cut(strings.TrimPrefix(l, "time="), " ")
+				if at, err := time.Parse(time.RFC3339Nano, ts); err == nil && !r.formed.IsZero() && at.After(r.formed) {
+					out = append(out, n.name+": "+l)
+				}
 			}
 		}
 	}
@@ -337,6 +342,9 @@ func (r *rig) waitStable(timeout time.Duration) string {
 			since = time.Now()
 		case time.Since(since) >= time.Second:
 			if h := r.holder(); h != "" {
+				if r.formed.IsZero() {
+					r.formed = since
+				}
 				return h
 			}
 		}
