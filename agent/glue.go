@@ -89,15 +89,17 @@ func (l clusterLeadership) ActiveDrains() []vip.Drain {
 	return out
 }
 
-// Peers lists the other members: healthy means alive, gossiping healthy and not a witness (a witness never
-// holds the VIP); a voter is a Raft leader or follower.
+// Peers lists the other members: healthy means alive, gossiping healthy, not a witness (a witness never
+// holds the VIP) and not draining (a node that handed the VIP over, to leave or to a better peer, is not the
+// one to take it back: a leaving one never does, it only passes leadership on once more); a voter is a Raft
+// leader or follower.
 func (l clusterLeadership) Peers() []vip.Peer {
 	var out []vip.Peer
 	for _, m := range l.c.Members() {
 		if m.Name == l.self {
 			continue
 		}
-		serving := m.Status == cluster.StatusAlive && !m.Meta.Witness
+		serving := m.Status == cluster.StatusAlive && !m.Meta.Witness && !m.Meta.Draining
 		p := vip.Peer{
 			Name:     m.Name,
 			Healthy:  serving && m.Meta.Healthy,

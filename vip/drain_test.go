@@ -174,3 +174,31 @@ func TestRelayKeepsDraining(t *testing.T) {
 		}
 	})
 }
+
+// TestLeavingNodeHandsLeadershipOn: leadership that reaches a node after Handover (a successor's own
+// hand-over chose it, or an election) is passed on at once to the best successor, and the node never takes
+// the VIP again. Before, it kept leadership without the VIP until its drain ended: nobody held the VIP for up
+// to DrainTimeout (seen by integration/handover, the holder's successor chosen among draining peers).
+func TestLeavingNodeHandsLeadershipOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := drainRig(t)
+		r.start(t)
+		r.lead(t)
+		r.k.SetEstablished(1) // the drain goes on
+		if _, err := r.m.Handover(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		r.l.SetLeader(false) // the agent's own transfer
+		synctest.Wait()
+		r.l.SetPeers(vip.Peer{Name: "n2", Healthy: true, Voter: true}, vip.Peer{Name: "n3", Voter: true})
+		before := len(r.l.Transfers())
+		r.l.SetLeader(true) // n2's hand-over (or an election) chose this leaving node
+		synctest.Wait()
+		if got := r.l.Transfers()[before:]; len(got) != 1 || got[0] != "n2" {
+			t.Errorf("transfers after leadership came back to the leaving node: %v, want [n2]", got)
+		}
+		if r.m.Held() || r.k.Answering() {
+			t.Error("the leaving node took the VIP again")
+		}
+	})
+}
