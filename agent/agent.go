@@ -318,6 +318,12 @@ func (a *Agent) shutdown(rt *running, leaveReply chan error) error {
 		a.handOver(ctx)
 		cancel()
 	}
+	if leaveReply != nil && !isClosed(drained) {
+		// The drain may last until -drain-timeout (minutes), longer than any admin API request may: `vipd
+		// leave` learns now that the VIP is handed over and the node leaves once its drain is over.
+		leaveReply <- errLeaveDraining
+		leaveReply = nil
+	}
 	a.waitDrain(drained)
 	rt.stopVIP()
 	<-rt.vipDone
@@ -423,6 +429,23 @@ func (a *Agent) handoverVIP(rt *running) <-chan struct{} {
 		return nil
 	}
 	return done
+}
+
+// errLeaveDraining is the answer to a leave request while the node drains: not a failure; the VIP is handed
+// over, and the node leaves the cluster and exits once its connections are done (at most -drain-timeout).
+var errLeaveDraining = errors.New("draining the connections through the VIP before leaving")
+
+// isClosed reports whether c is closed; a nil channel (nothing to wait for) counts as closed.
+func isClosed(c <-chan struct{}) bool {
+	if c == nil {
+		return true
+	}
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // waitDrain waits until a hand-over drain is over (the Manager ends it when no connection is left, or at

@@ -3,8 +3,10 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +16,7 @@ import (
 
 // TestHandoverDrainReachesTheVIPManager checks that -handover-drain, on by default, reaches the VIP manager
 // of a whole agent: it installs the flow-marking rules at start, and a leaving holder drains instead of
-// dropping its connections. The agent once passed the setting on only behind a flag that nothing set, so
+// dropping its connections, answering `vipd leave` once the drain has begun. The agent once passed the setting on only behind a flag that nothing set, so
 // every real agent had hand-over drains off; only the end-to-end test (integration/handover) showed it.
 func TestHandoverDrainReachesTheVIPManager(t *testing.T) {
 	for _, tc := range []struct {
@@ -52,9 +54,19 @@ func TestHandoverDrainReachesTheVIPManager(t *testing.T) {
 			if kernel.Marked() != tc.drain {
 				t.Errorf("flow-marking rules installed: %v, want %v (-handover-drain=%v)", kernel.Marked(), tc.drain, tc.drain)
 			}
-			if code := post(t, "http://"+adminAddr.String()+"/v1/leave", `{}`, nil); code != http.StatusOK {
-				t.Fatalf("POST /v1/leave = %d", code)
+			kernel.SetEstablished(1) // a client connected through the VIP: a drain lasts until it is gone
+			resp, err := http.Post("http://"+adminAddr.String()+"/v1/leave", "application/json", strings.NewReader(`{}`))
+			if err != nil {
+				t.Fatalf("POST /v1/leave: %v", err)
 			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			// Draining, the agent answers before the drain (up to -drain-timeout, longer than a request may last).
+			want := map[bool]string{true: "draining", false: "left"}[tc.drain]
+			if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != want {
+				t.Errorf("POST /v1/leave = %d %q, want 200 %q", resp.StatusCode, body, want)
+			}
+			kernel.SetEstablished(0)
 			if err := <-errc; err != nil {
 				t.Fatalf("Run after leave: %v", err)
 			}

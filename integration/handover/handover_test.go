@@ -392,14 +392,21 @@ func stopAndWait(t *testing.T, n *node) {
 	}
 }
 
-// leaveAsync runs `vipd leave` on n as an operator would, and returns a channel that receives its result. It
-// answers only once the node has left, after its drain.
-func (s *scenario) leaveAsync(n *node) <-chan string {
-	out := make(chan string, 1)
+// leaveResult is how `vipd leave` ended.
+type leaveResult struct {
+	code int
+	out  string
+	took time.Duration
+}
+
+// leaveAsync runs `vipd leave` on n as an operator would, and returns a channel that receives its result:
+// the move is measured meanwhile.
+func (s *scenario) leaveAsync(n *node) <-chan leaveResult {
+	out := make(chan leaveResult, 1)
 	go func() {
 		t0 := time.Now()
 		code, text := n.vipctl(s.r.bin, "leave")
-		out <- fmt.Sprintf("exit %d after %s: %s", code, time.Since(t0).Round(time.Millisecond), text)
+		out <- leaveResult{code: code, out: text, took: time.Since(t0)}
 	}()
 	return out
 }
@@ -411,9 +418,18 @@ func (s *scenario) drained(t *testing.T) {
 	genA := s.open(t, "A", h0.name)
 	genA.check(t, "before any move")
 
-	// Move 1: `vipd leave` on the holder.
-	var leaveResult <-chan string
-	h1 := r.node(s.move(t, "vipd leave on "+h0.name, h0, func() { leaveResult = s.leaveAsync(h0) }))
+	// Move 1: `vipd leave` on the holder. It answers once the VIP is handed over, not after the drain.
+	var left <-chan leaveResult
+	h1 := r.node(s.move(t, "vipd leave on "+h0.name, h0, func() { left = s.leaveAsync(h0) }))
+	select {
+	case res := <-left:
+		t.Logf("vipd leave on %s: exit %d after %s: %s", h0.name, res.code, res.took.Round(time.Millisecond), res.out)
+		if res.code != 0 || !strings.Contains(res.out, "handed the VIP over") {
+			t.Errorf("vipd leave on a draining holder: exit %d, %q; want exit 0, the VIP handed over", res.code, res.out)
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("vipd leave on %s had not returned 15 s after the move", h0.name)
+	}
 	genA.check(t, "after the leave")
 	if !h0.running() {
 		t.Fatalf("%s exited after the leave with generation A's connections open", h0.name)
@@ -451,12 +467,6 @@ func (s *scenario) drained(t *testing.T) {
 	}
 	genA.finish(t, r.backend)
 	s.waitExit(t, h0, genA)
-	select {
-	case res := <-leaveResult:
-		t.Logf("vipd leave on %s: %s", h0.name, res)
-	case <-time.After(10 * time.Second):
-		t.Errorf("vipd leave on %s had not returned 10 s after the agent exited", h0.name)
-	}
 	h0.start(t)
 	r.waitStable(60 * time.Second)
 	genB.check(t, "after "+h0.name+"'s restart")
