@@ -19,11 +19,10 @@ import (
 	"github.com/vipd/vipd/internal/nstest"
 )
 
-// The segment exists only inside the test's namespaces.
+// The segment exists only inside the test's namespaces. The cluster (gossip, Raft) and the backends are on
+// IPv4 in every case; the VIP is IPv4 or IPv6 (a family).
 const (
 	subnet    = "10.216.0."
-	vip       = subnet + "50"
-	vipAddr   = vip + ":6443"
 	clientIP  = subnet + "100"
 	adminAddr = "127.0.0.1:7948"
 	// drainTimeout is set explicitly, as an operator of a control plane would (watches end within minutes):
@@ -34,12 +33,50 @@ const (
 func nodeIP(i int) string    { return fmt.Sprintf("%s%d", subnet, 11+i) }
 func backendIP(i int) string { return fmt.Sprintf("%s%d", subnet, 21+i) }
 
+// family is the VIP's address family: its address and prefix, and for IPv6 the addresses the client and the
+// nodes get on the segment besides their IPv4 ones (the VIP's holder answers NDP from them).
+type family struct {
+	name   string
+	vip    string // the VIP with its prefix length, as -vip takes it
+	client string // IPv6: the client's address with prefix; "" for IPv4
+	node   func(i int) string
+}
+
+var (
+	ipv4 = family{name: "IPv4", vip: subnet + "50/24"}
+	ipv6 = family{name: "IPv6", vip: "fd00:216::50/64", client: "fd00:216::100/64",
+		node: func(i int) string { return fmt.Sprintf("fd00:216::%d/64", 11+i) }}
+)
+
+// addr is the VIP's address with the frontend's port.
+func (f family) addr() string {
+	ip, _, _ := strings.Cut(f.vip, "/")
+	return net.JoinHostPort(ip, "6443")
+}
+
+// plumb gives ns its IPv6 address (i: a node's index, -1: the client), or turns IPv6 off for an IPv4 VIP so
+// that the namespace stays quiet. Addresses skip duplicate address detection: they are unique here, and a
+// tentative address would delay the start.
+func (f family) plumb(t *testing.T, ns *nstest.NS, i int) {
+	t.Helper()
+	if f.node == nil {
+		ns.Sysctl(t, "net.ipv6.conf.all.disable_ipv6=1")
+		return
+	}
+	a := f.client
+	if i >= 0 {
+		a = f.node(i)
+	}
+	ns.MustRun(t, "ip", "-6", "addr", "add", a, "dev", "eth0", "nodad")
+}
+
 // rig is the cluster and the namespaces around it.
 type rig struct {
 	t       *testing.T
 	bin     string
 	dir     string
 	nodes   []*node
+	fam     family
 	client  *nstest.NS
 	backend *backend
 	formed  time.Time // when the cluster was first stable
@@ -59,7 +96,7 @@ type node struct {
 }
 
 // startCluster builds the segment — three nodes, a client, the backends — and starts a vipd agent in each
-// node namespace, as an operator would: a cluster key made by `vipd keygen` in a 0600 file, the VIP on eth0,
+// node namespace, as an operator would: a cluster key made by `vipd keygen` in a 0600 file, the VIP (of fam) on eth0,
 // two backends, -drain-timeout 2m, plus extra flags.
 //
 // The Raft timings are ten times the defaults (heartbeat and election 1 s, lease 500 ms), as an operator of
@@ -68,7 +105,7 @@ type node struct {
 // lease every few seconds: the leader steps down and the VIP moves unplanned, without a drain, which resets
 // the connections — the failure hand-over drains do not cover and this test is not about. A planned move
 // transfers leadership at once, so these timings do not slow the moves measured here.
-func startCluster(t *testing.T, extra ...string) *rig {
+func startCluster(t *testing.T, fam family, extra ...string) *rig {
 	t.Helper()
 	nstest.Require(t)
 	if _, err := exec.LookPath("nft"); err != nil {
@@ -76,10 +113,10 @@ func startCluster(t *testing.T, extra ...string) *rig {
 		// may lack nf_tables, which the agents would then report.
 		t.Logf("no nft command: the agents need nf_tables in the kernel for hand-over drains")
 	}
-	r := &rig{t: t, bin: vipdBinary(t), dir: t.TempDir()}
+	r := &rig{t: t, bin: vipdBinary(t), dir: t.TempDir(), fam: fam}
 	lan := nstest.NewLAN(t)
 	r.client, _ = lan.Host(t, "c", "eth0", clientIP+"/24")
-	r.client.Sysctl(t, "net.ipv6.conf.all.disable_ipv6=1")
+	fam.plumb(t, r.client, -1)
 	beNS, _ := lan.Host(t, "b", "eth0", backendIP(0)+"/24", backendIP(1)+"/24")
 	beNS.Sysctl(t, "net.ipv6.conf.all.disable_ipv6=1")
 	nodeOf := map[string]string{}
@@ -105,7 +142,7 @@ func startCluster(t *testing.T, extra ...string) *rig {
 	for i := range 3 {
 		n := &node{name: fmt.Sprintf("n%d", i+1), ip: nodeIP(i)}
 		n.ns, _ = lan.Host(t, n.name, "eth0", n.ip+"/24")
-		n.ns.Sysctl(t, "net.ipv6.conf.all.disable_ipv6=1")
+		fam.plumb(t, n.ns, i)
 		n.api = &http.Client{
 			Transport: &http.Transport{DialContext: n.ns.DialContext, DisableKeepAlives: true},
 			Timeout:   2 * time.Second,
@@ -121,7 +158,7 @@ func startCluster(t *testing.T, extra ...string) *rig {
 			"-listen", ":6443",
 			"-backend", backendIP(0) + ":8080," + backendIP(1) + ":8080",
 			"-check-interval", "500ms", "-rise", "1", // only so that a (re)started node is ready sooner
-			"-vip", vip + "/24",
+			"-vip", fam.vip,
 			"-interface", "eth0",
 			"-http-addr", adminAddr,
 			"-drain-timeout", drainTimeout.String(),

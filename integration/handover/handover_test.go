@@ -52,13 +52,15 @@ func TestPlannedMoves(t *testing.T) {
 	raiseFileLimit(t, 4*(idleConns+streamConns)+4096)
 	for _, tc := range []struct {
 		name  string
+		fam   family
 		drain bool
 	}{
-		{"handover-drain", true},
-		{"handover-drain=false", false},
+		{"IPv4/handover-drain", ipv4, true},
+		{"IPv4/handover-drain=false", ipv4, false},
+		{"IPv6/handover-drain", ipv6, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newScenario(t, fmt.Sprintf("-handover-drain=%v", tc.drain))
+			s := newScenario(t, tc.fam, fmt.Sprintf("-handover-drain=%v", tc.drain))
 			if tc.drain {
 				s.drained(t)
 			} else {
@@ -100,14 +102,14 @@ type scenario struct {
 	exits []exitFigures
 }
 
-func newScenario(t *testing.T, flags ...string) *scenario {
+func newScenario(t *testing.T, fam family, flags ...string) *scenario {
 	t.Helper()
-	s := &scenario{r: startCluster(t, flags...)}
+	s := &scenario{r: startCluster(t, fam, flags...)}
 	h0 := s.r.waitStable(90 * time.Second)
 	t.Logf("cluster stable, %s holds the VIP", h0)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { s.probe.run(ctx, s.r.client, vipAddr, probeInterval, 16) })
+	wg.Go(func() { s.probe.run(ctx, s.r.client, s.r.fam.addr(), probeInterval, 16) })
 	s.stop = func() { cancel(); wg.Wait() }
 	t.Cleanup(s.stop)
 	s.start = time.Now()
@@ -147,7 +149,7 @@ func (s *scenario) open(t *testing.T, name, via string) *generation {
 		openers.Go(func() {
 			for i := range jobs {
 				seed := uint64(len(s.gens))<<32 | uint64(i)
-				h, err := openHeld(s.r.client, vipAddr, i < streamConns, seed, g.stop, &g.wg)
+				h, err := openHeld(s.r.client, s.r.fam.addr(), i < streamConns, seed, g.stop, &g.wg)
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)
@@ -478,7 +480,7 @@ func (s *scenario) drained(t *testing.T) {
 	last := r.waitStable(60 * time.Second)
 
 	s.stop()
-	s.report(t, fmt.Sprintf("handover-drain on; VIP now on %s (successor of %s was %s)", last, h1.name, h2.name))
+	s.report(t, fmt.Sprintf("%s VIP, handover-drain on; VIP now on %s (successor of %s was %s)", s.r.fam.name, last, h1.name, h2.name))
 	for _, m := range s.moves {
 		if m.fails > 0 {
 			t.Errorf("%s: %d of %d probes failed", m.how, m.fails, m.probes)
@@ -507,7 +509,7 @@ func (s *scenario) undrained(t *testing.T) {
 		return true
 	})
 	s.stop()
-	s.report(t, "handover-drain=false")
+	s.report(t, s.r.fam.name+" VIP, handover-drain=false")
 	if genA.resets() == 0 {
 		t.Errorf("no connection reset by the leave with -handover-drain=false (%d pings failed): the test cannot tell", len(errs))
 	}
