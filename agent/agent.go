@@ -66,8 +66,12 @@ type Agent struct {
 	vips          []netip.Prefix
 	// closeKernel closes the netlink handle of the real VIP kernel side, if any.
 	closeKernel func() error
-	// flowsOK is false once the kernel side could not program hand-over forwarding (no nftables).
-	flowsOK bool
+	// noFlows is set once the kernel side could not program hand-over forwarding (no nftables). A negative,
+	// so that the zero value leaves -handover-drain as configured.
+	noFlows bool
+	// drainDone is the DrainDone this node last gossiped while not draining, gossiped again while a drain is
+	// being recorded (vip.DrainPending).
+	drainDone atomic.Uint64
 	// adminToken (from -http-token-file) authorises admin API writes; adminLoopback says the API only listens
 	// on loopback, where writes need no token.
 	adminToken    atomic.Pointer[string]
@@ -315,9 +319,9 @@ func (a *Agent) shutdown(rt *running, leaveReply chan error) error {
 		cancel()
 	}
 	if leaveReply != nil && !isClosed(drained) {
-		// The drain may last minutes: vipd leave answers now, with the VIP already on a peer, rather than
-		// time out while the open connections finish.
-		leaveReply <- errDraining
+		// The drain may last until -drain-timeout (minutes), longer than any admin API request may: `vipd
+		// leave` learns now that the VIP is handed over and the node leaves once its drain is over.
+		leaveReply <- errLeaveDraining
 		leaveReply = nil
 	}
 	a.waitDrain(drained)
@@ -427,17 +431,17 @@ func (a *Agent) handoverVIP(rt *running) <-chan struct{} {
 	return done
 }
 
-// errDraining answers a leave request while the node drains: the VIP is on a peer, and the agent leaves the
-// cluster and exits once its connections through the VIP have finished.
-var errDraining = errors.New("draining")
+// errLeaveDraining is the answer to a leave request while the node drains: not a failure; the VIP is handed
+// over, and the node leaves the cluster and exits once its connections are done (at most -drain-timeout).
+var errLeaveDraining = errors.New("draining the connections through the VIP before leaving")
 
-// isClosed reports whether done is nil or closed.
-func isClosed(done <-chan struct{}) bool {
-	if done == nil {
+// isClosed reports whether c is closed; a nil channel (nothing to wait for) counts as closed.
+func isClosed(c <-chan struct{}) bool {
+	if c == nil {
 		return true
 	}
 	select {
-	case <-done:
+	case <-c:
 		return true
 	default:
 		return false
@@ -447,8 +451,13 @@ func isClosed(done <-chan struct{}) bool {
 // waitDrain waits until a hand-over drain is over (the Manager ends it when no connection is left, or at
 // -drain-timeout).
 func (a *Agent) waitDrain(drained <-chan struct{}) {
-	if isClosed(drained) {
+	if drained == nil {
 		return
+	}
+	select {
+	case <-drained:
+		return
+	default:
 	}
 	a.log.Info("waiting for the connections through the VIP to finish (hand-over drain)", "timeout", a.cfg.DrainTimeout)
 	select {

@@ -176,8 +176,9 @@ func (a *Agent) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, resp)
 }
 
-// handleLeave makes the agent release the VIP, leave the cluster and exit, answering once the leave is done,
-// or once the VIP is handed over when a drain follows (202).
+// handleLeave makes the agent release the VIP, leave the cluster and exit, answering once the leave is done
+// ("left"), or once the VIP is handed over when the node first drains its connections ("draining"): a drain
+// lasts up to -drain-timeout, longer than a request may.
 func (a *Agent) handleLeave(w http.ResponseWriter, r *http.Request) {
 	reply := make(chan error, 1)
 	select {
@@ -187,9 +188,8 @@ func (a *Agent) handleLeave(w http.ResponseWriter, r *http.Request) {
 	}
 	select {
 	case err := <-reply:
-		if errors.Is(err, errDraining) {
-			w.WriteHeader(http.StatusAccepted)
-			fmt.Fprintf(w, "the VIP is on a peer; this agent serves its open connections through it until they close (at most -drain-timeout %s), then leaves the cluster and exits\n", a.cfg.DrainTimeout)
+		if errors.Is(err, errLeaveDraining) {
+			fmt.Fprintln(w, "draining")
 			return
 		}
 		if err != nil {

@@ -77,11 +77,11 @@ func (a *Agent) buildVIP() error {
 		heartbeat = cluster.DefaultHeartbeat
 	}
 	ports, unknown := a.frontendPorts()
-	if a.flowsOK && unknown {
+	if cfg.HandoverDrain && !a.noFlows && unknown {
 		// A port chosen by the kernel at bind time (-listen :0, tests) is unknown here; the flow rules
 		// need every frontend's port.
 		a.log.Warn("hand-over drains off (-handover-drain): a frontend listens on port 0")
-		a.flowsOK = false
+		a.noFlows = true
 	}
 	m, err := vip.NewManager(vip.Config{
 		VIPs:          a.vips,
@@ -93,7 +93,7 @@ func (a *Agent) buildVIP() error {
 		PreemptDelay:  cfg.PreemptDelay,
 		OnAcquire:     cfg.OnAcquire.vip(),
 		OnRelease:     cfg.OnRelease.vip(),
-		HandoverDrain: cfg.HandoverDrain && a.flowsOK,
+		HandoverDrain: cfg.HandoverDrain && !a.noFlows,
 		Ports:         ports,
 		DrainTimeout:  cfg.DrainTimeout,
 		HookTimeout:   cfg.HookTimeout,
@@ -113,7 +113,6 @@ func (a *Agent) buildVIP() error {
 // vipKernel is the VIP's kernel side: the test's fake, nothing for a witness, a checked stand-in for a dry run,
 // or the real netlink and raw sockets on the announcing interface.
 func (a *Agent) vipKernel(metrics *vip.Metrics) (vip.Kernel, error) {
-	a.flowsOK = a.cfg.HandoverDrain // until the kernel side says it cannot
 	if a.opts.Kernel != nil || a.cfg.Witness {
 		return a.opts.Kernel, nil
 	}
@@ -136,7 +135,7 @@ func (a *Agent) vipKernel(metrics *vip.Metrics) (vip.Kernel, error) {
 	if err != nil && a.cfg.HandoverDrain {
 		// Without nftables the VIP still works; only planned moves reset connections, as before.
 		log.Warn("hand-over drains off (-handover-drain): cannot program the forwarding rules", "err", err)
-		a.flowsOK = false
+		a.noFlows = true
 		k, err = vip.NewLinuxKernel(iface, log, opts[:1]...)
 	}
 	if err != nil {

@@ -93,7 +93,7 @@ func handoverMove(t *testing.T, s *suite, how string, drain bool, sum *strings.B
 		if err != nil {
 			t.Fatalf("vipd leave on %s: %v\n%s", target, err, out)
 		}
-		if drain && !strings.Contains(out, "serves its open connections") {
+		if drain && !strings.Contains(out, "serves the open connections") {
 			t.Errorf("vipd leave on the holder %s with connections open: %q, want it to say that it drains", target, strings.TrimSpace(out))
 		}
 		stopped <- nil
