@@ -62,28 +62,76 @@ func TestHandoverCompose(t *testing.T) {
 	fmt.Fprintf(&sum, "=== planned VIP moves with %d idle and %d streaming connections through the VIP: %s ===\n", handoverIdle, handoverStreams, e.project)
 	fmt.Fprintf(&sum, "%-34s %-7s %-7s %6s %6s %9s %10s %12s\n", "move", "holder", "next", "idle", "reset", "streams", "new conns", "old exits")
 	for _, how := range []string{"leave", "lb1", "lb2", "lb3"} {
-		handoverMove(t, s, how, true, &sum)
+		handoverAttempts(t, s, how, true, &sum)
 	}
 
 	// Control: the same leave without drains resets the connections.
 	e.drain = false
 	s.recreate(t)
-	handoverMove(t, s, "leave", false, &sum)
+	handoverAttempts(t, s, "leave", false, &sum)
 	t.Log("\n" + sum.String())
 	report.add("\n" + sum.String())
 }
 
+// moveAttempts bounds the tries at one move: a try during which a Raft leader stepped down for lack of quorum
+// contact (the host stalled it past its lease) moved the VIP without a plan, which resets connections by
+// design, and measures the host, not the hand-over; it is run again. On a quiet host the first try counts.
+const moveAttempts = 3
+
+// handoverAttempts runs handoverMove until a try is not disturbed by a lease step-down, and reports that
+// try's problems.
+func handoverAttempts(t *testing.T, s *suite, how string, drain bool, sum *strings.Builder) {
+	t.Helper()
+	for try := 1; try <= moveAttempts; try++ {
+		from := time.Now()
+		row, problems := handoverMove(t, s, how, drain)
+		if downs := stepDownsSince(s.env, from); len(downs) > 0 {
+			t.Logf("%s, try %d discarded: a leader stepped down for lack of quorum contact (host load %s) at %v, an unplanned move; its problems were: %v",
+				how, try, loadavg(), downs, problems)
+			continue
+		}
+		sum.WriteString(row)
+		for _, p := range problems {
+			t.Error(p)
+		}
+		return
+	}
+	t.Errorf("%s: every one of %d tries was disturbed by lease step-downs (host load %s)", how, moveAttempts, loadavg())
+}
+
+// stepDownsSince lists the lease step-downs in the nodes' logs since from.
+func stepDownsSince(e *env, from time.Time) []string {
+	var downs []string
+	for _, n := range lbs {
+		logs, _ := e.docker("logs", "--since", from.UTC().Format(time.RFC3339Nano), e.container(n))
+		for _, l := range strings.Split(logs, "\n") {
+			if strings.Contains(l, stepDownOn) {
+				at := ""
+				if m := logTimeRE.FindStringSubmatch(l); m != nil {
+					at = m[1]
+				}
+				downs = append(downs, n+" "+at)
+			}
+		}
+	}
+	return downs
+}
+
 // handoverMove opens the connections through the current holder, makes one planned move (how: "leave" runs
 // vipd leave on the holder; a node name stops that node with SIGTERM), checks the connections and restarts
-// the stopped node. With drain, no connection may break; without, most must.
-func handoverMove(t *testing.T, s *suite, how string, drain bool, sum *strings.Builder) {
+// the stopped node. With drain, no connection may break; without, most must. It returns what went wrong.
+func handoverMove(t *testing.T, s *suite, how string, drain bool) (row string, problems []string) {
 	e := s.env
+	errorf := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	holder := s.waitStable(t, "before the move", lbs, 60*time.Second)
 	target := how
 	if how == "leave" {
 		target = holder
 	}
-	fl := openHandoverFlows(t, e.vip().String()+":6443")
+	fl, err := openHandoverFlows(t, e.vip().String()+":6443")
+	if err != nil {
+		return "", []string{fmt.Sprintf("%s: before the move: %v", how, err)}
+	}
 	defer fl.close()
 
 	from := time.Now()
@@ -94,14 +142,25 @@ func handoverMove(t *testing.T, s *suite, how string, drain bool, sum *strings.B
 			t.Fatalf("vipd leave on %s: %v\n%s", target, err, out)
 		}
 		if drain && !strings.Contains(out, "serves the open connections") {
-			t.Errorf("vipd leave on the holder %s with connections open: %q, want it to say that it drains", target, strings.TrimSpace(out))
+			errorf("vipd leave on the holder %s with connections open: %q, want it to say that it drains", target, strings.TrimSpace(out))
 		}
 		stopped <- nil
 	} else {
 		go func() { _, err := e.docker("stop", "-t", "300", e.container(target)); stopped <- err }()
 	}
 	next := s.waitStable(t, fmt.Sprintf("after the move (%s)", how), others(target), 30*time.Second)
-	r := s.measure(t, "12 planned move ("+how+")", from, gracefulBound, "")
+	if err := poll(30*time.Second, func() error {
+		if !s.probe.Settled(time.Now(), settleQuiet) {
+			return fmt.Errorf("the VIP does not answer steadily")
+		}
+		return nil
+	}); err != nil {
+		errorf("%s: new connections through the VIP: %v", how, err)
+	}
+	outage := s.probe.Measure(from, time.Now()).Longest
+	if outage > gracefulBound {
+		errorf("%s: new connections through the VIP failed for %s, more than the graceful-stop bound %s", how, outage, gracefulBound)
+	}
 
 	watchFrom := fl.verified()
 	if err := poll(handoverWatch+10*time.Second, func() error {
@@ -110,7 +169,7 @@ func handoverMove(t *testing.T, s *suite, how string, drain bool, sum *strings.B
 		}
 		return nil
 	}); err != nil && drain {
-		t.Errorf("%s: the streams did not go on after the move: %v", how, err)
+		errorf("%s: the streams did not go on after the move: %v", how, err)
 	}
 	idleFailed, idleErrs := fl.askIdle()
 	streamsBroken, streamErrs := fl.streamErrors()
@@ -119,7 +178,7 @@ func handoverMove(t *testing.T, s *suite, how string, drain bool, sum *strings.B
 	if target == holder {
 		// The old holder serves the flows until they close; the test closes them now.
 		if drain && e.state(target) != "running" {
-			t.Errorf("%s: the old holder %s is %s with its connections still open, want it running (draining)", how, target, e.state(target))
+			errorf("%s: the old holder %s is %s with its connections still open, want it running (draining)", how, target, e.state(target))
 		}
 		fl.close()
 		closed := time.Now()
@@ -129,25 +188,25 @@ func handoverMove(t *testing.T, s *suite, how string, drain bool, sum *strings.B
 			}
 			return nil
 		}); err != nil {
-			t.Errorf("%s: the old holder did not exit within %s of its last connection closing: %v", how, drainedExit, err)
+			errorf("%s: the old holder did not exit within %s of its last connection closing: %v", how, drainedExit, err)
 		} else {
 			exits = time.Since(closed).Round(100 * time.Millisecond).String()
 		}
 	}
 	if err := <-stopped; err != nil {
-		t.Errorf("docker stop %s: %v", target, err)
+		errorf("docker stop %s: %v", target, err)
 	}
 	if code := e.mustDocker(t, "inspect", "-f", "{{.State.ExitCode}}", e.container(target)); code != "0" {
-		t.Errorf("%s: vipd on %s exited %s, want 0", how, target, code)
+		errorf("%s: vipd on %s exited %s, want 0", how, target, code)
 	}
 
 	if drain {
 		if idleFailed > 0 || streamsBroken > 0 {
-			t.Errorf("%s (holder %s → %s): %d of %d idle connections and %d of %d streams broke across a planned move: %s",
+			errorf("%s (holder %s → %s): %d of %d idle connections and %d of %d streams broke across a planned move: %s",
 				how, holder, next, idleFailed, handoverIdle, streamsBroken, handoverStreams, joinErrs(idleErrs, streamErrs))
 		}
 	} else if idleFailed < handoverIdle*9/10 || streamsBroken < handoverStreams*9/10 {
-		t.Errorf("%s without hand-over drains: %d of %d idle connections and %d of %d streams broke, want nearly all (else the test cannot tell the feature works)",
+		errorf("%s without hand-over drains: %d of %d idle connections and %d of %d streams broke, want nearly all (else the test cannot tell the feature works)",
 			how, idleFailed, handoverIdle, streamsBroken, handoverStreams)
 	}
 	name := "vipd leave on the holder"
@@ -157,11 +216,12 @@ func handoverMove(t *testing.T, s *suite, how string, drain bool, sum *strings.B
 	if !drain {
 		name += ", drains off"
 	}
-	fmt.Fprintf(sum, "%-34s %-7s %-7s %6d %6d %4d of %2d %10s %12s\n", name, holder, next, handoverIdle,
-		idleFailed, handoverStreams-streamsBroken, handoverStreams, r.outage.Round(time.Millisecond), exits)
+	row = fmt.Sprintf("%-34s %-7s %-7s %6d %6d %4d of %2d %10s %12s\n", name, holder, next, handoverIdle,
+		idleFailed, handoverStreams-streamsBroken, handoverStreams, outage.Round(time.Millisecond), exits)
 
 	e.mustDocker(t, "start", e.container(target))
 	s.waitStable(t, "after restarting "+target, lbs, 60*time.Second)
+	return row, problems
 }
 
 // handoverFlows are the connections one move carries.
@@ -171,7 +231,7 @@ type handoverFlows struct {
 	once    sync.Once
 }
 
-func openHandoverFlows(t *testing.T, addr string) *handoverFlows {
+func openHandoverFlows(t *testing.T, addr string) (*handoverFlows, error) {
 	t.Helper()
 	fl := &handoverFlows{idle: make([]*vipConn, handoverIdle)}
 	t.Cleanup(fl.close)
@@ -192,16 +252,16 @@ func openHandoverFlows(t *testing.T, addr string) *handoverFlows {
 	}
 	wg.Wait()
 	if err := firstErr.Load(); err != nil {
-		t.Fatalf("open %d keep-alive connections through the VIP: %v", handoverIdle, *err)
+		return fl, fmt.Errorf("open %d keep-alive connections through the VIP: %w", handoverIdle, *err)
 	}
 	for i := range handoverStreams {
 		sc, err := openStream(addr, uint64(i+1))
 		if err != nil {
-			t.Fatalf("open stream %d through the VIP: %v", i, err)
+			return fl, fmt.Errorf("open stream %d through the VIP: %w", i, err)
 		}
 		fl.streams = append(fl.streams, sc)
 	}
-	return fl
+	return fl, nil
 }
 
 // dialVIP opens a TLS connection through the VIP and asks once, so the upstream is known.
