@@ -30,6 +30,9 @@ const (
 	// drainedExit bounds the old holder's exit after its last connection closed: its drain notices within
 	// 100 ms, then it leaves the cluster.
 	drainedExit = 20 * time.Second
+	// dialers open and ask the idle connections: few, so the TLS handshakes do not starve the nodes of the
+	// CPU (on two cores a burst can stall a leader past its 50 ms lease).
+	dialers = 4
 )
 
 // TestHandoverCompose: the three-node compose cluster with 1,000 idle keep-alive connections and 20
@@ -238,7 +241,7 @@ func openHandoverFlows(t *testing.T, addr string) (*handoverFlows, error) {
 	var wg sync.WaitGroup
 	var firstErr atomic.Pointer[error]
 	next := atomic.Int64{}
-	for range 16 {
+	for range dialers {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < handoverIdle; i = int(next.Add(1) - 1) {
 				c, err := dialVIP(addr)
@@ -284,7 +287,7 @@ func (fl *handoverFlows) askIdle() (failed int, errs []string) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	next := atomic.Int64{}
-	for range 16 {
+	for range dialers {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(fl.idle); i = int(next.Add(1) - 1) {
 				c := fl.idle[i]

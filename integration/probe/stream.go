@@ -11,7 +11,7 @@ import (
 // repeated or reordered through the proxy (or a VIP move) shows.
 const (
 	StreamChunk = 4 << 10
-	StreamEvery = 10 * time.Millisecond
+	StreamEvery = 100 * time.Millisecond
 	StreamFor   = 10 * time.Minute
 )
 
