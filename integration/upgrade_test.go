@@ -1,0 +1,333 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The previous release (issue 11, item 4). There is no release tag yet: the previous release is the commit
+// before the round of work that brought the cluster key, the new Raft transport and the reactor proxy. Its
+// Makefile stamped no version (`vipd version` said "dev"), so the test stamps the commit, to tell the two
+// builds apart in `vipd members`.
+const (
+	prevCommit = "f674e0d"
+	// prevImage is the repository of the previous release's agent image, tagged with the project name
+	// like the suite's own images, so that down and the stale-project cleanup remove it.
+	prevImage = "vipd-agent-prev"
+)
+
+// upgradeEnv is the compose project of TestRollingUpgrade: an override file (in the test's temporary
+// directory; docker-compose.yml stays as it is) gives each lb the image and flags of its version and a Raft
+// data directory on the host, which the node of the next version is started on, as a package upgrade keeps
+// /var/lib/vipd.
+type upgradeEnv struct {
+	e        *env
+	override string
+	dataDir  string
+	prevBin  string            // the previous release's vipd on the host: its CLI against new agents
+	newBin   string            // this checkout's vipd on the host
+	on       map[string]string // lb -> "prev" or "new": the version its container runs
+	versions map[string]string // "prev"/"new" -> what that build's `vipd version` reports
+}
+
+// buildPrev extracts prevCommit with git archive (no worktree: nothing in the checkout changes), builds its
+// static vipd as that commit's Makefile did (CGO_ENABLED=0, -trimpath, -s -w, with its own go.mod), and
+// builds its FROM scratch image from that commit's Dockerfile, offline, with the legacy builder.
+func (u *upgradeEnv) buildPrev(t *testing.T) {
+	t.Helper()
+	e := u.e
+	src, ctx := t.TempDir(), t.TempDir()
+	tarball := filepath.Join(t.TempDir(), "prev.tar")
+	if _, err := e.run(time.Minute, "git", "archive", "--format=tar", "-o", tarball, prevCommit); err != nil {
+		t.Fatalf("git archive of the previous release: %v", err)
+	}
+	if _, err := e.run(time.Minute, "tar", "-xf", tarball, "-C", src); err != nil {
+		t.Fatal(err)
+	}
+	u.prevBin = filepath.Join(ctx, "bin", "vipd")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+prevCommit, "-o", u.prevBin, "./cmd/vipd")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build of %s: %v\n%s", prevCommit, err, out)
+	}
+	if err := os.MkdirAll(filepath.Join(ctx, "docker"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	df, err := os.ReadFile(filepath.Join(src, "docker", "vipd.Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ctx, "docker", "vipd.Dockerfile"), df, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.run(5*time.Minute, "docker", "build", "-q", "-t", prevImage+":"+e.project, "-f",
+		filepath.Join(ctx, "docker", "vipd.Dockerfile"), ctx); err != nil {
+		t.Fatalf("build the previous release's image: %v", err)
+	}
+}
+
+// version runs a host binary's `vipd version` ("vipd X").
+func (u *upgradeEnv) version(t *testing.T, bin string) string {
+	t.Helper()
+	out, err := u.e.run(20*time.Second, bin, "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(out)
+	if len(f) < 2 {
+		t.Fatalf("%s version: %q", bin, out)
+	}
+	return f[1]
+}
+
+// flags are lb's agent flags under version v. Both are what the compose file runs (-check-interval 500ms,
+// -fall 2, …) as a user of that version would write them. The previous release knows no cluster key: its
+// gossip and Raft are unauthenticated. The new version refuses to start so unless told -insecure, which
+// keeps the old security settings through the roll (a keyed node and an unkeyed one cannot talk, so the key
+// is a separate step after the roll: docs/upgrade.md).
+func (u *upgradeEnv) flags(lb, v string) []string {
+	e := u.e
+	i := lb[len(lb)-1:]
+	f := []string{"agent", "-node=" + lb, "-bind=" + e.clusterNet + ".1" + i}
+	for _, o := range others(lb) {
+		f = append(f, "-join="+e.clusterNet+".1"+o[len(o)-1:])
+	}
+	f = append(f, "-data-dir=/data", "-bootstrap-expect=3", "-listen=:6443",
+		fmt.Sprintf("-backend=%s:6443,%s:6443,%s:6443", e.apiIP("api1"), e.apiIP("api2"), e.apiIP("api3")),
+		"-check=https", "-check-path=/readyz", "-check-insecure-skip-verify", "-check-interval=500ms",
+		"-check-timeout=400ms", "-rise=1", "-fall=2", "-vip="+e.vip().String()+"/24", "-garp=true",
+		"-http-addr=0.0.0.0:7948")
+	if v == "new" {
+		f = append(f, "-insecure")
+	}
+	return f
+}
+
+// writeOverride writes the override for the versions in u.on; compose recreates only the lbs named to up.
+func (u *upgradeEnv) writeOverride(t *testing.T) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("# Written by TestRollingUpgrade: each lb's image and flags of its version, its Raft data on the host.\nversion: \"2.4\"\nservices:\n")
+	for _, lb := range lbs {
+		image := "vipd-agent:" + u.e.project
+		if u.on[lb] == "prev" {
+			image = prevImage + ":" + u.e.project
+		}
+		fmt.Fprintf(&b, "  %s:\n    image: %q\n    command:\n", lb, image)
+		for _, f := range u.flags(lb, u.on[lb]) {
+			fmt.Fprintf(&b, "      - %q\n", f)
+		}
+		fmt.Fprintf(&b, "    volumes:\n      - %s:/data\n", filepath.Join(u.dataDir, lb))
+	}
+	if err := os.WriteFile(u.override, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (u *upgradeEnv) compose(t *testing.T, timeout time.Duration, args ...string) {
+	t.Helper()
+	base := []string{"-p", u.e.project, "-f", filepath.Join(u.e.root, "docker-compose.yml"), "-f", u.override}
+	if _, err := u.e.run(timeout, "docker-compose", append(base, args...)...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkVersions fails unless the members view of node (its admin API) lists every lb alive with the
+// version its container runs.
+func (u *upgradeEnv) checkVersions(node string) error {
+	var m struct {
+		Members []struct {
+			Name    string `json:"name"`
+			Status  string `json:"status"`
+			Version string `json:"version"`
+		} `json:"members"`
+	}
+	if err := u.e.explain(node, u.e.api(node, "/v1/members", &m)); err != nil {
+		return err
+	}
+	var seen []string
+	for _, x := range m.Members {
+		want := u.versions[u.on[x.Name]]
+		if x.Status != "alive" || x.Version != want {
+			return fmt.Errorf("%s sees %s %s on version %q, want alive on %q", node, x.Name, x.Status, x.Version, want)
+		}
+		seen = append(seen, x.Name)
+	}
+	slices.Sort(seen)
+	if !slices.Equal(seen, lbs) {
+		return fmt.Errorf("%s lists members %v, want %v", node, seen, lbs)
+	}
+	return nil
+}
+
+// crossCLI runs each version's CLI against an agent of the other version, from the host, as an operator
+// with both versions' packages around would: `vipd members` and `vipd status` must work both ways.
+func (u *upgradeEnv) crossCLI(t *testing.T) {
+	t.Helper()
+	for _, lb := range lbs {
+		bin, cli := u.newBin, "new"
+		if u.on[lb] == "new" {
+			bin, cli = u.prevBin, "prev"
+		}
+		for _, cmd := range []string{"members", "status"} {
+			out, err := u.e.run(20*time.Second, bin, cmd, "-http-addr", u.e.lbIP(lb)+":7948")
+			if err != nil {
+				t.Errorf("vipd %s of the %s version (%s) against %s (%s): %v", cmd, cli, u.versions[cli], lb, u.versions[u.on[lb]], err)
+				continue
+			}
+			if cmd == "members" && !strings.Contains(out, u.versions["prev"]) {
+				t.Errorf("vipd members of the %s version against %s shows no node on %s:\n%s", cli, lb, u.versions["prev"], out)
+			}
+			t.Logf("vipd %s of the %s version against %s (%s):\n%s", cmd, cli, lb, u.on[lb], out)
+		}
+	}
+}
+
+// TestRollingUpgrade is issue 11 item 4: a cluster of three nodes on the previous release (prevCommit,
+// built from git) is upgraded to this checkout one node at a time, followers first, the VIP holder last, as
+// docs/upgrade.md says: docker stop (SIGTERM: the graceful stop a package upgrade's restart makes), then the
+// new image on the same Raft data directory. The probe measures each step's outage through the VIP against
+// the graceful-stop bound, the ARP watcher checks that two MACs never answer for the VIP, and each
+// version's CLI must read the other's agents while the cluster is mixed. At the end `vipd members` on every
+// node shows all three on the new version.
+func TestRollingUpgrade(t *testing.T) {
+	e := newEnv(t)
+	s := &suite{env: e}
+	u := &upgradeEnv{e: e, override: filepath.Join(t.TempDir(), "upgrade.override.yml"), dataDir: t.TempDir(),
+		on: map[string]string{}, versions: map[string]string{}}
+	t.Cleanup(func() { // runs last: TestMain prints the table after go test's own result lines
+		report.add(fmt.Sprintf("\n=== vipd rolling upgrade %s (%s) → %s (%s): %s, probe every 10 ms from the host ===\n%s",
+			prevCommit, u.versions["prev"], "this checkout", u.versions["new"], e.project, s.table()))
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := e.run(time.Minute, "docker-compose", "-p", e.project, "-f", filepath.Join(e.root, "docker-compose.yml"),
+				"-f", u.override, "logs", "--no-color", "lb1", "lb2", "lb3")
+			fmt.Fprintf(&s.replacedLogs, "=== logs of the current containers\n%s", out)
+			path := filepath.Join(e.root, "integration", "failed-upgrade.log")
+			if err := os.WriteFile(path, []byte(s.replacedLogs.String()), 0o644); err != nil {
+				t.Logf("write %s: %v", path, err)
+			} else {
+				t.Logf("vipd logs of this run (both versions): %s", path)
+			}
+		}
+		for _, p := range e.down() {
+			t.Errorf("cleanup of %s: %s", e.project, p)
+		}
+	})
+	removeOnSignal(t, e, s)
+
+	if v, err := e.run(time.Minute, "git", "describe", "--tags", "--always", "--dirty"); err == nil {
+		e.version = strings.TrimSpace(v)
+	}
+	e.build(t)
+	u.buildPrev(t)
+	u.newBin = filepath.Join(e.context, "bin", "vipd")
+	u.versions["prev"], u.versions["new"] = u.version(t, u.prevBin), u.version(t, u.newBin)
+	if u.versions["prev"] == u.versions["new"] {
+		t.Fatalf("both builds report version %q: the test could not tell them apart", u.versions["new"])
+	}
+	for _, lb := range lbs {
+		u.on[lb] = "prev"
+		if err := os.Mkdir(filepath.Join(u.dataDir, lb), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u.writeOverride(t)
+	u.compose(t, 2*time.Minute, "up", "-d", "--no-build", "api1", "api2", "api3")
+	runStart := time.Now()
+	s.startObservers(t)
+	t.Cleanup(func() { // runs first, while the ARP watcher still runs
+		if sb := s.splitBrain(t, runStart, time.Now()); sb != "" {
+			t.Errorf("SPLIT BRAIN at some point of the upgrade: %s", sb)
+		}
+	})
+
+	if !s.scenario(t, "01_previous_release_cluster", func(t *testing.T, s *suite) {
+		started := time.Now()
+		u.compose(t, 2*time.Minute, "up", "-d", "--no-build", "--no-deps", "lb1", "lb2", "lb3")
+		s.learnMACs(t)
+		leader := s.waitStable(t, "cluster of "+prevCommit, lbs, 90*time.Second)
+		waitFor(t, 10*time.Second, "every node sees the others on "+u.versions["prev"], func() error {
+			for _, lb := range lbs {
+				if err := u.checkVersions(lb); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		t.Logf("cluster of %s stable after %s, leader %s", prevCommit, time.Since(started).Round(time.Millisecond), leader)
+	}) {
+		t.Fatal("the previous release's cluster did not form: no upgrade to test")
+	}
+
+	s.scenario(t, "02_rolling_upgrade", func(t *testing.T, s *suite) {
+		leader := s.waitStable(t, "before the upgrade", lbs, 30*time.Second)
+		order := append(others(leader), leader) // followers first, the holder last: the VIP moves once
+		for i, lb := range order {
+			role := "follower"
+			if lb == leader {
+				role = "holder"
+			}
+			s.waitStable(t, "before upgrading "+lb, lbs, 30*time.Second)
+			from := time.Now()
+			e.mustDocker(t, "stop", "-t", "20", e.container(lb))
+			stopped := time.Since(from)
+			if code := e.mustDocker(t, "inspect", "-f", "{{.State.ExitCode}}", e.container(lb)); code != "0" {
+				t.Errorf("%s's vipd %s exited %s after SIGTERM, want 0 (a graceful stop)", lb, u.versions[u.on[lb]], code)
+			}
+			logs, _ := e.docker("logs", e.container(lb))
+			fmt.Fprintf(&s.replacedLogs, "=== %s on %s, replaced at %s UTC\n%s\n", lb, u.versions[u.on[lb]], time.Now().UTC().Format("15:04:05.000"), logs)
+			u.on[lb] = "new"
+			u.writeOverride(t)
+			u.compose(t, 2*time.Minute, "up", "-d", "--no-build", "--no-deps", lb)
+			e.forgetMACs()
+			s.learnMACs(t)
+			s.waitStable(t, "after upgrading "+lb, lbs, 60*time.Second)
+			waitFor(t, 10*time.Second, "every node sees "+lb+" on "+u.versions["new"], func() error {
+				for _, n := range lbs {
+					if err := u.checkVersions(n); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			s.measure(t, fmt.Sprintf("upgrade step %d: %s (%s)", i+1, lb, role), from, gracefulBound,
+				fmt.Sprintf("docker stop took %s", stopped.Round(time.Millisecond)))
+			if i == 0 {
+				u.crossCLI(t)
+			}
+		}
+	})
+
+	s.scenario(t, "03_all_on_new_version", func(t *testing.T, s *suite) {
+		s.waitStable(t, "after the upgrade", lbs, 30*time.Second)
+		for _, lb := range lbs {
+			if u.on[lb] != "new" {
+				t.Fatalf("%s was not upgraded", lb)
+			}
+			if err := u.checkVersions(lb); err != nil {
+				t.Error(err)
+			}
+			out, err := e.cli(lb, "members")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out, u.versions["new"]) || strings.Contains(out, u.versions["prev"]) {
+				t.Errorf("vipd members on %s: want every node on %s:\n%s", lb, u.versions["new"], out)
+			}
+			if lb == lbs[0] {
+				t.Logf("vipd members on %s after the upgrade:\n%s", lb, out)
+			}
+		}
+	})
+}
