@@ -169,8 +169,9 @@ func (u *upgradeEnv) checkVersions(node string) error {
 	return nil
 }
 
-// crossCLI runs each version's CLI against an agent of the other version, from the host, as an operator
-// with both versions' packages around would: `vipd members` and `vipd status` must work both ways.
+// crossCLI runs each version's CLI against every agent of the other version, from the host, as an
+// operator with both versions' packages around would: `vipd members` (its JSON must list every node alive
+// on the version it runs; the previous release's table has no VERSION column) and `vipd status`.
 func (u *upgradeEnv) crossCLI(t *testing.T) {
 	t.Helper()
 	for _, lb := range lbs {
@@ -178,18 +179,63 @@ func (u *upgradeEnv) crossCLI(t *testing.T) {
 		if u.on[lb] == "new" {
 			bin, cli = u.prevBin, "prev"
 		}
-		for _, cmd := range []string{"members", "status"} {
-			out, err := u.e.run(20*time.Second, bin, cmd, "-http-addr", u.e.lbIP(lb)+":7948")
+		what := fmt.Sprintf("the %s version's CLI (%s) against %s (%s)", cli, u.versions[cli], lb, u.versions[u.on[lb]])
+		for _, args := range [][]string{{"members"}, {"members", "-format", "json"}, {"status"}} {
+			out, err := u.e.run(20*time.Second, bin, append(args, "-http-addr", u.e.lbIP(lb)+":7948")...)
 			if err != nil {
-				t.Errorf("vipd %s of the %s version (%s) against %s (%s): %v", cmd, cli, u.versions[cli], lb, u.versions[u.on[lb]], err)
+				t.Errorf("vipd %s of %s: %v", strings.Join(args, " "), what, err)
 				continue
 			}
-			if cmd == "members" && !strings.Contains(out, u.versions["prev"]) {
-				t.Errorf("vipd members of the %s version against %s shows no node on %s:\n%s", cli, lb, u.versions["prev"], out)
+			if len(args) == 1 {
+				t.Logf("vipd %s of %s:\n%s", args[0], what, out)
+				continue
 			}
-			t.Logf("vipd %s of the %s version against %s (%s):\n%s", cmd, cli, lb, u.on[lb], out)
+			var m members
+			if err := jsonUnmarshal(out, &m); err != nil {
+				t.Errorf("vipd members -format json of %s: %v\n%s", what, err, out)
+				continue
+			}
+			var vs []string
+			for _, x := range m.Members {
+				vs = append(vs, x.Name+"="+x.Status+"/"+x.Version)
+				if want := u.versions[u.on[x.Name]]; x.Status != "alive" || x.Version != want {
+					t.Errorf("vipd members -format json of %s: %s is %s on %q, want alive on %q", what, x.Name, x.Status, x.Version, want)
+				}
+			}
+			if len(m.Members) != len(lbs) {
+				t.Errorf("vipd members -format json of %s lists %v, want %v", what, vs, lbs)
+			}
 		}
 	}
+}
+
+// failures lists the runs of failed probes in [from, to) by their start relative to from, to relate an
+// outage to the step's own events (stop returned, new container up, cluster stable).
+func (s *suite) failures(from, to time.Time) string {
+	var runs []string
+	var first, last time.Duration
+	n := 0
+	flush := func() {
+		if n > 0 {
+			runs = append(runs, fmt.Sprintf("+%s..+%s (%d)", first.Round(time.Millisecond), last.Round(time.Millisecond), n))
+		}
+		n = 0
+	}
+	for _, smp := range s.probe.Samples(from, to) {
+		if smp.OK {
+			flush()
+			continue
+		}
+		if n == 0 {
+			first = smp.Start.Sub(from)
+		}
+		last, n = smp.Start.Sub(from), n+1
+	}
+	flush()
+	if len(runs) == 0 {
+		return "none"
+	}
+	return strings.Join(runs, ", ")
 }
 
 // TestRollingUpgrade is issue 11 item 4: a cluster of three nodes on the previous release (prevCommit,
@@ -290,9 +336,11 @@ func TestRollingUpgrade(t *testing.T) {
 			u.on[lb] = "new"
 			u.writeOverride(t)
 			u.compose(t, 2*time.Minute, "up", "-d", "--no-build", "--no-deps", lb)
+			upAt := time.Since(from)
 			e.forgetMACs()
 			s.learnMACs(t)
 			s.waitStable(t, "after upgrading "+lb, lbs, 60*time.Second)
+			stableAt := time.Since(from)
 			waitFor(t, 10*time.Second, "every node sees "+lb+" on "+u.versions["new"], func() error {
 				for _, n := range lbs {
 					if err := u.checkVersions(n); err != nil {
@@ -301,8 +349,11 @@ func TestRollingUpgrade(t *testing.T) {
 				}
 				return nil
 			})
-			s.measure(t, fmt.Sprintf("upgrade step %d: %s (%s)", i+1, lb, role), from, gracefulBound,
+			r := s.measure(t, fmt.Sprintf("upgrade step %d: %s (%s)", i+1, lb, role), from, gracefulBound,
 				fmt.Sprintf("docker stop took %s", stopped.Round(time.Millisecond)))
+			t.Logf("step %d (%s): stop returned +%s, new container up +%s, stable on both versions +%s; failed probes %s (outage %s)",
+				i+1, lb, stopped.Round(time.Millisecond), upAt.Round(time.Millisecond), stableAt.Round(time.Millisecond),
+				s.failures(from, time.Now()), r.outage.Round(time.Millisecond))
 			if i == 0 {
 				u.crossCLI(t)
 			}
