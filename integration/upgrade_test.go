@@ -214,6 +214,28 @@ func (u *upgradeEnv) crossCLI(t *testing.T) {
 	}
 }
 
+// validate runs the new version's `vipd validate` inside upgraded node lb, the check docs/upgrade.md asks
+// for before each upgrade: the previous release's flags unchanged must be refused (it ran without any
+// peer authentication, which this version only does when told -insecure), and naming the error's fix must
+// be all it takes.
+func (u *upgradeEnv) validate(t *testing.T, lb string) {
+	t.Helper()
+	old := u.flags(lb, "prev")[1:] // without "agent"
+	out, err := u.e.cli(lb, append([]string{"validate"}, old...)...)
+	if err == nil {
+		t.Errorf("vipd validate of the new version accepts the previous release's flags, which set no security mode:\n%s", out)
+	} else if !strings.Contains(err.Error(), "-insecure") {
+		t.Errorf("vipd validate of the new version refuses the previous release's flags without naming -insecure: %v", err)
+	} else {
+		t.Logf("vipd validate of the new version refuses the previous release's flags as they are: %v", err)
+	}
+	if out, err := u.e.cli(lb, append([]string{"validate"}, u.flags(lb, "new")[1:]...)...); err != nil {
+		t.Errorf("vipd validate of the new version refuses the flags %s runs with: %v", lb, err)
+	} else {
+		t.Logf("vipd validate with -insecure added:\n%s", out)
+	}
+}
+
 // failures lists the runs of failed probes in [from, to) by their start relative to from, to relate an
 // outage to the step's own events (stop returned, new container up, cluster stable).
 func (s *suite) failures(from, to time.Time) string {
@@ -368,11 +390,12 @@ func TestRollingUpgrade(t *testing.T) {
 			})
 			r := s.measure(t, fmt.Sprintf("upgrade step %d: %s (%s)", i+1, lb, role), from, gracefulBound,
 				fmt.Sprintf("docker stop took %s", stopped.Round(time.Millisecond)))
-			t.Logf("step %d (%s): stop returned +%s, new container up +%s, stable on both versions +%s; failed probes %s (outage %s)",
+			t.Logf("step %d (%s): stop returned +%s, new container up +%s, stable on both versions +%s; failed probes %s (outage %s)%s",
 				i+1, lb, stopped.Round(time.Millisecond), upAt.Round(time.Millisecond), stableAt.Round(time.Millisecond),
-				s.failures(from, time.Now()), r.outage.Round(time.Millisecond))
+				s.failures(from, time.Now()), r.outage.Round(time.Millisecond), s.leaderEvents(from))
 			if i == 0 {
 				u.crossCLI(t)
+				u.validate(t, lb)
 			}
 		}
 	})
