@@ -92,8 +92,9 @@ func (u *upgradeEnv) version(t *testing.T, bin string) string {
 // flags are lb's agent flags under version v. Both are what the compose file runs (-check-interval 500ms,
 // -fall 2, …) as a user of that version would write them. The previous release knows no cluster key: its
 // gossip and Raft are unauthenticated. The new version refuses to start so unless told -insecure, which
-// keeps the old security settings through the roll (a keyed node and an unkeyed one cannot talk, so the key
-// is a separate step after the roll: docs/upgrade.md).
+// keeps the old security settings through the roll; it reads that from lb's -config file (confFile), as a
+// packaged node reads /etc/vipd/vipd.yaml, so that the key can then be switched on by editing the file and
+// restarting, which is the separate step after the roll (a keyed node and an unkeyed one cannot talk).
 func (u *upgradeEnv) flags(lb, v string) []string {
 	e := u.e
 	i := lb[len(lb)-1:]
@@ -107,9 +108,31 @@ func (u *upgradeEnv) flags(lb, v string) []string {
 		"-check-timeout=400ms", "-rise=1", "-fall=2", "-vip="+e.vip().String()+"/24", "-garp=true",
 		"-http-addr=0.0.0.0:7948")
 	if v == "new" {
-		f = append(f, "-insecure")
+		f = append(f, "-config="+confInContainer)
 	}
 	return f
+}
+
+// confInContainer is where each lb's directory u.confDir(lb) is mounted; the base compose file mounts the
+// run's cluster key at /etc/vipd/cluster.key.
+const confInContainer = "/etc/vipd/conf/vipd.yaml"
+
+func (u *upgradeEnv) confDir(lb string) string { return filepath.Join(u.dataDir, "conf-"+lb) }
+
+// writeSecurity writes lb's config file: insecure (the previous release's settings) or the cluster key.
+func (u *upgradeEnv) writeSecurity(t *testing.T, lb string, key bool) {
+	t.Helper()
+	body := "# the previous release's security: none (written by TestRollingUpgrade)\ninsecure: true\n"
+	if key {
+		body = "# Raft and gossip authenticated with the cluster key (written by TestRollingUpgrade)\nencrypt-file: /etc/vipd/cluster.key\n"
+	}
+	tmp := filepath.Join(u.confDir(lb), ".vipd.yaml.tmp")
+	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(u.confDir(lb), "vipd.yaml")); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // writeOverride writes the override for the versions in u.on; compose recreates only the lbs named to up.
@@ -126,7 +149,7 @@ func (u *upgradeEnv) writeOverride(t *testing.T) {
 		for _, f := range u.flags(lb, u.on[lb]) {
 			fmt.Fprintf(&b, "      - %q\n", f)
 		}
-		fmt.Fprintf(&b, "    volumes:\n      - %s:/data\n", filepath.Join(u.dataDir, lb))
+		fmt.Fprintf(&b, "    volumes:\n      - %s:/data\n      - %s:%s:ro\n", filepath.Join(u.dataDir, lb), u.confDir(lb), filepath.Dir(confInContainer))
 		// As packaging/vipd.service grants it: both versions run at -nice -10 (their default) so that Raft
 		// heartbeats stay on time on a busy host; without it they warn and run at the host's priority.
 		b.WriteString("    cap_add: [SYS_NICE]\n")
@@ -216,8 +239,8 @@ func (u *upgradeEnv) crossCLI(t *testing.T) {
 
 // validate runs the new version's `vipd validate` inside upgraded node lb, the check docs/upgrade.md asks
 // for before each upgrade: the previous release's flags unchanged must be refused (it ran without any
-// peer authentication, which this version only does when told -insecure), and naming the error's fix must
-// be all it takes.
+// peer authentication, which this version only does when told -insecure), and adding `insecure: true` (the
+// -config file of flags(lb, "new")) must be all it takes.
 func (u *upgradeEnv) validate(t *testing.T, lb string) {
 	t.Helper()
 	old := u.flags(lb, "prev")[1:] // without "agent"
@@ -232,7 +255,7 @@ func (u *upgradeEnv) validate(t *testing.T, lb string) {
 	if out, err := u.e.cli(lb, append([]string{"validate"}, u.flags(lb, "new")[1:]...)...); err != nil {
 		t.Errorf("vipd validate of the new version refuses the flags %s runs with: %v", lb, err)
 	} else {
-		t.Logf("vipd validate with -insecure added:\n%s", out)
+		t.Logf("vipd validate with insecure: true added:\n%s", out)
 	}
 }
 
@@ -316,9 +339,12 @@ func TestRollingUpgrade(t *testing.T) {
 	}
 	for _, lb := range lbs {
 		u.on[lb] = "prev"
-		if err := os.Mkdir(filepath.Join(u.dataDir, lb), 0o700); err != nil {
-			t.Fatal(err)
+		for _, d := range []string{filepath.Join(u.dataDir, lb), u.confDir(lb)} {
+			if err := os.Mkdir(d, 0o700); err != nil {
+				t.Fatal(err)
+			}
 		}
+		u.writeSecurity(t, lb, false)
 	}
 	u.writeOverride(t)
 	u.compose(t, 2*time.Minute, "up", "-d", "--no-build", "api1", "api2", "api3")
@@ -421,4 +447,77 @@ func TestRollingUpgrade(t *testing.T) {
 			}
 		}
 	})
+	s.scenario(t, "04_enable_cluster_key", func(t *testing.T, s *suite) { enableKey(t, s, u) })
+}
+
+// security is the part of GET /v1/status and /v1/members this phase reads.
+type security struct {
+	Security string `json:"security"`
+	Members  []struct {
+		Name     string `json:"name"`
+		Status   string `json:"status"`
+		Security string `json:"security"`
+	} `json:"members"`
+}
+
+// enableKey switches the upgraded, still unauthenticated cluster to the cluster key, node by node, the way
+// this version allows: a keyed node and an unkeyed one cannot talk at all (no mixed mode), so each follower
+// restarted with the key leaves the unkeyed cluster (graceful stop: it is removed from Raft) and waits
+// alone, and the last node, by then the only voter, restarts keyed and takes the others back. The followers'
+// steps must not touch the VIP; the last step is an outage by design — the holder's restart — recorded
+// against quorumBound, not the graceful bound: this is the figure docs/upgrade.md gives.
+func enableKey(t *testing.T, s *suite, u *upgradeEnv) {
+	e := s.env
+	leader := s.waitStable(t, "before enabling the key", lbs, 30*time.Second)
+	order := append(others(leader), leader)
+	for i, lb := range order {
+		unkeyed := order[i+1:]
+		last := len(unkeyed) == 0
+		from := time.Now()
+		u.writeSecurity(t, lb, true)
+		e.mustDocker(t, "restart", "-t", "20", e.container(lb))
+		restarted := time.Since(from)
+		if !last {
+			s.waitStable(t, "unkeyed nodes after "+lb+" restarted with the key", unkeyed, 60*time.Second)
+			waitFor(t, 30*time.Second, lb+" up with the key", func() error {
+				var st security
+				if err := e.explain(lb, e.api(lb, "/v1/status", &st)); err != nil {
+					return err
+				}
+				if st.Security != "key" {
+					return fmt.Errorf("%s runs security %q, want key", lb, st.Security)
+				}
+				return nil
+			})
+			s.measure(t, fmt.Sprintf("key step %d: %s (follower, leaves the unkeyed cluster)", i+1, lb), from, gracefulBound,
+				fmt.Sprintf("docker restart took %s", restarted.Round(time.Millisecond)))
+			continue
+		}
+		s.waitStable(t, "keyed cluster after "+lb+" restarted with the key", lbs, 60*time.Second)
+		waitFor(t, 30*time.Second, "every node sees every other keyed and alive", func() error {
+			for _, n := range lbs {
+				var m security
+				if err := e.explain(n, e.api(n, "/v1/members", &m)); err != nil {
+					return err
+				}
+				if len(m.Members) != len(lbs) {
+					return fmt.Errorf("%s lists %d members, want %d", n, len(m.Members), len(lbs))
+				}
+				for _, x := range m.Members {
+					if x.Status != "alive" || x.Security != "key" {
+						return fmt.Errorf("%s sees %s %s with security %q, want alive with key", n, x.Name, x.Status, x.Security)
+					}
+				}
+			}
+			return nil
+		})
+		r := s.measure(t, fmt.Sprintf("key step %d: %s (holder, the only voter left)", i+1, lb), from, quorumBound,
+			fmt.Sprintf("an outage by design: the holder's restart (docker restart took %s)", restarted.Round(time.Millisecond)))
+		t.Logf("key step %d (%s): failed probes %s (outage %s)%s", i+1, lb, s.failures(from, time.Now()), r.outage.Round(time.Millisecond), s.leaderEvents(from))
+	}
+	out, err := e.cli(leader, "members")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("vipd members on %s with the key on every node:\n%s", leader, out)
 }
