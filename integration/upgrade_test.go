@@ -489,7 +489,7 @@ func enableKey(t *testing.T, s *suite, u *upgradeEnv) {
 				}
 				return nil
 			})
-			s.measure(t, fmt.Sprintf("key step %d: %s (follower, leaves the unkeyed cluster)", i+1, lb), from, gracefulBound,
+			s.measure(t, fmt.Sprintf("key step %d: %s (follower)", i+1, lb), from, gracefulBound,
 				fmt.Sprintf("docker restart took %s", restarted.Round(time.Millisecond)))
 			continue
 		}
@@ -511,7 +511,7 @@ func enableKey(t *testing.T, s *suite, u *upgradeEnv) {
 			}
 			return nil
 		})
-		r := s.measure(t, fmt.Sprintf("key step %d: %s (holder, the only voter left)", i+1, lb), from, quorumBound,
+		r := s.measure(t, fmt.Sprintf("key step %d: %s (holder, sole voter)", i+1, lb), from, quorumBound,
 			fmt.Sprintf("an outage by design: the holder's restart (docker restart took %s)", restarted.Round(time.Millisecond)))
 		t.Logf("key step %d (%s): failed probes %s (outage %s)%s", i+1, lb, s.failures(from, time.Now()), r.outage.Round(time.Millisecond), s.leaderEvents(from))
 	}
