@@ -299,7 +299,8 @@ func (s *suite) failures(from, to time.Time) string {
 // new image on the same Raft data directory. The probe measures each step's outage through the VIP against
 // the graceful-stop bound, the ARP watcher checks that two MACs never answer for the VIP, and each
 // version's CLI must read the other's agents while the cluster is mixed. At the end `vipd members` on every
-// node shows all three on the new version.
+// node shows all three on the new version. Then the cluster key is switched on (enableKey), the step the
+// roll leaves to do because the previous release had no authentication.
 func TestRollingUpgrade(t *testing.T) {
 	e := newEnv(t)
 	s := &suite{env: e}
@@ -374,7 +375,7 @@ func TestRollingUpgrade(t *testing.T) {
 		t.Fatal("the previous release's cluster did not form: no upgrade to test")
 	}
 
-	s.scenario(t, "02_rolling_upgrade", func(t *testing.T, s *suite) {
+	if !s.scenario(t, "02_rolling_upgrade", func(t *testing.T, s *suite) {
 		for i := range lbs {
 			// Followers first, the holder last, so that the VIP moves once. The holder is chosen anew at
 			// each step: a loaded host can move leadership in between.
@@ -424,7 +425,9 @@ func TestRollingUpgrade(t *testing.T) {
 				u.validate(t, lb)
 			}
 		}
-	})
+	}) {
+		t.Fatal("the rolling upgrade did not complete: the key is switched on only in an upgraded cluster")
+	}
 
 	s.scenario(t, "03_all_on_new_version", func(t *testing.T, s *suite) {
 		s.waitStable(t, "after the upgrade", lbs, 30*time.Second)
