@@ -526,7 +526,9 @@ func TestRollingUpgrade(t *testing.T) {
 		}
 		t.Logf("roll %d: %s; the roll runs again from a fresh cluster of %s", attempt, again, prevCommit)
 		s.addFooter("roll %d run again: %s", attempt, again)
-		e.mustCompose(t, 2*time.Minute, "rm", "--stop", "--force", "-v", "lb1", "lb2", "lb3")
+		// Killed, not stopped: a graceful stop may wait its drain out (compose's stop_grace_period is 6 min).
+		e.mustCompose(t, time.Minute, "kill", "lb1", "lb2", "lb3")
+		e.mustCompose(t, time.Minute, "rm", "--force", "-v", "lb1", "lb2", "lb3")
 		u.fresh(t)
 	}
 
