@@ -16,7 +16,7 @@ images: build
 # under a unique compose project it removes afterwards, even on failure or Ctrl-C). A missing prerequisite
 # fails here instead of skipping. VIPD_IT_TRIALS=n sets the trials of the repeated scenarios.
 integration:
-	VIPD_IT_REQUIRE=1 $(GO) test -tags integration -count=1 -timeout 15m -v ./integration/
+	VIPD_IT_REQUIRE=1 $(GO) test -tags integration -count=1 -timeout 30m -v ./integration/
 
 # demo: the README's "run" command; leaves the cluster running.
 demo:

@@ -66,8 +66,12 @@ type Agent struct {
 	vips          []netip.Prefix
 	// closeKernel closes the netlink handle of the real VIP kernel side, if any.
 	closeKernel func() error
-	// flowsOK is false once the kernel side could not program hand-over forwarding (no nftables).
-	flowsOK bool
+	// noFlows is set once the kernel side could not program hand-over forwarding (no nftables). A negative,
+	// so that the zero value leaves -handover-drain as configured.
+	noFlows bool
+	// drainDone is the DrainDone this node last gossiped while not draining, gossiped again while a drain is
+	// being recorded (vip.DrainPending).
+	drainDone atomic.Uint64
 	// adminToken (from -http-token-file) authorises admin API writes; adminLoopback says the API only listens
 	// on loopback, where writes need no token.
 	adminToken    atomic.Pointer[string]
@@ -314,6 +318,12 @@ func (a *Agent) shutdown(rt *running, leaveReply chan error) error {
 		a.handOver(ctx)
 		cancel()
 	}
+	if leaveReply != nil && !isClosed(drained) {
+		// The drain may last until -drain-timeout (minutes), longer than any admin API request may: `vipd
+		// leave` learns now that the VIP is handed over and the node leaves once its drain is over.
+		leaveReply <- errLeaveDraining
+		leaveReply = nil
+	}
 	a.waitDrain(drained)
 	rt.stopVIP()
 	<-rt.vipDone
@@ -419,6 +429,23 @@ func (a *Agent) handoverVIP(rt *running) <-chan struct{} {
 		return nil
 	}
 	return done
+}
+
+// errLeaveDraining is the answer to a leave request while the node drains: not a failure; the VIP is handed
+// over, and the node leaves the cluster and exits once its connections are done (at most -drain-timeout).
+var errLeaveDraining = errors.New("draining the connections through the VIP before leaving")
+
+// isClosed reports whether c is closed; a nil channel (nothing to wait for) counts as closed.
+func isClosed(c <-chan struct{}) bool {
+	if c == nil {
+		return true
+	}
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // waitDrain waits until a hand-over drain is over (the Manager ends it when no connection is left, or at

@@ -176,7 +176,9 @@ func (a *Agent) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, resp)
 }
 
-// handleLeave makes the agent release the VIP, leave the cluster and exit, answering once the leave is done.
+// handleLeave makes the agent release the VIP, leave the cluster and exit, answering once the leave is done
+// ("left"), or once the VIP is handed over when the node first drains its connections ("draining"): a drain
+// lasts up to -drain-timeout, longer than a request may.
 func (a *Agent) handleLeave(w http.ResponseWriter, r *http.Request) {
 	reply := make(chan error, 1)
 	select {
@@ -186,6 +188,10 @@ func (a *Agent) handleLeave(w http.ResponseWriter, r *http.Request) {
 	}
 	select {
 	case err := <-reply:
+		if errors.Is(err, errLeaveDraining) {
+			fmt.Fprintln(w, "draining")
+			return
+		}
 		if err != nil {
 			http.Error(w, "leave: "+err.Error(), http.StatusInternalServerError)
 			return

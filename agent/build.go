@@ -76,6 +76,13 @@ func (a *Agent) buildVIP() error {
 	if heartbeat == 0 {
 		heartbeat = cluster.DefaultHeartbeat
 	}
+	ports, unknown := a.frontendPorts()
+	if cfg.HandoverDrain && !a.noFlows && unknown {
+		// A port chosen by the kernel at bind time (-listen :0, tests) is unknown here; the flow rules
+		// need every frontend's port.
+		a.log.Warn("hand-over drains off (-handover-drain): a frontend listens on port 0")
+		a.noFlows = true
+	}
 	m, err := vip.NewManager(vip.Config{
 		VIPs:          a.vips,
 		RaftHeartbeat: heartbeat, // vip derives its verification interval and answer window from it
@@ -86,8 +93,8 @@ func (a *Agent) buildVIP() error {
 		PreemptDelay:  cfg.PreemptDelay,
 		OnAcquire:     cfg.OnAcquire.vip(),
 		OnRelease:     cfg.OnRelease.vip(),
-		HandoverDrain: cfg.HandoverDrain && a.flowsOK,
-		Ports:         a.frontendPorts(),
+		HandoverDrain: cfg.HandoverDrain && !a.noFlows,
+		Ports:         ports,
 		DrainTimeout:  cfg.DrainTimeout,
 		HookTimeout:   cfg.HookTimeout,
 		Logger:        a.log.With("component", "vip"),
@@ -128,7 +135,7 @@ func (a *Agent) vipKernel(metrics *vip.Metrics) (vip.Kernel, error) {
 	if err != nil && a.cfg.HandoverDrain {
 		// Without nftables the VIP still works; only planned moves reset connections, as before.
 		log.Warn("hand-over drains off (-handover-drain): cannot program the forwarding rules", "err", err)
-		a.flowsOK = false
+		a.noFlows = true
 		k, err = vip.NewLinuxKernel(iface, log, opts[:1]...)
 	}
 	if err != nil {
@@ -151,14 +158,16 @@ func (dryRunKernel) Announce(netip.Addr) error                               { r
 func (dryRunKernel) Answer(context.Context, []netip.Addr, func() bool) error { return errDryRun }
 
 // frontendPorts are the ports the frontends listen on: the flows a hand-over drain keeps.
-func (a *Agent) frontendPorts() []uint16 {
-	var ports []uint16
+func (a *Agent) frontendPorts() (ports []uint16, unknown bool) {
 	for _, fe := range a.frontends {
-		if _, p, err := net.SplitHostPort(fe.spec.listen); err == nil {
-			if n, err := strconv.ParseUint(p, 10, 16); err == nil && n != 0 && !slices.Contains(ports, uint16(n)) {
-				ports = append(ports, uint16(n))
-			}
+		_, p, err := net.SplitHostPort(fe.spec.listen)
+		n, perr := strconv.ParseUint(p, 10, 16)
+		switch {
+		case err != nil || perr != nil || n == 0:
+			unknown = true
+		case !slices.Contains(ports, uint16(n)):
+			ports = append(ports, uint16(n))
 		}
 	}
-	return ports
+	return ports, unknown
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"testing"
@@ -17,6 +18,7 @@ func TestDevAgentHoldsVIPAndReleasesOnShutdown(t *testing.T) {
 	b := nameServer(t, "b1")
 	cfg := proxyConfig(b.Addr().String())
 	cfg.Dev = true
+	cfg.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t)) // a hand-over drain (on by default) needs the port
 	cfg.Node = "lb1"
 	cfg.Bind = "127.0.0.1"
 	cfg.GossipPort, cfg.RaftPort = freePort(t), freePort(t)

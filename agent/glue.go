@@ -89,15 +89,17 @@ func (l clusterLeadership) ActiveDrains() []vip.Drain {
 	return out
 }
 
-// Peers lists the other members: healthy means alive, gossiping healthy and not a witness (a witness never
-// holds the VIP); a voter is a Raft leader or follower.
+// Peers lists the other members: healthy means alive, gossiping healthy, not a witness (a witness never
+// holds the VIP) and not draining (a node that handed the VIP over, to leave or to a better peer, is not the
+// one to take it back: a leaving one never does, it only passes leadership on once more); a voter is a Raft
+// leader or follower.
 func (l clusterLeadership) Peers() []vip.Peer {
 	var out []vip.Peer
 	for _, m := range l.c.Members() {
 		if m.Name == l.self {
 			continue
 		}
-		serving := m.Status == cluster.StatusAlive && !m.Meta.Witness
+		serving := m.Status == cluster.StatusAlive && !m.Meta.Witness && !m.Meta.Draining
 		p := vip.Peer{
 			Name:     m.Name,
 			Healthy:  serving && m.Meta.Healthy,
@@ -223,10 +225,16 @@ func (a *Agent) localMeta() cluster.Meta {
 		// DrainDone tells the successor when to stop forwarding: while a drain of epoch E is under way it
 		// stays below E; otherwise every drain this node ever recorded is over (a restarted node has no old
 		// flows, so it must not attract any).
-		if e := a.vip.Draining(); e != 0 {
-			m.Draining, m.DrainDone = true, e-1
-		} else {
+		switch e := a.vip.Draining(); e {
+		case 0:
 			m.DrainDone = a.cluster.OwnDrainEpoch()
+			a.drainDone.Store(m.DrainDone)
+		case vip.DrainPending:
+			// Being recorded: the record may be applied already, so the latest own epoch is not "done"; every
+			// drain before it is.
+			m.Draining, m.DrainDone = true, a.drainDone.Load()
+		default:
+			m.Draining, m.DrainDone = true, e-1
 		}
 	}
 	if a.node != nil {

@@ -39,10 +39,12 @@ func TestLeaveReleasesBeforeTransferBeforeLeave(t *testing.T) {
 		admin string
 	}
 	var nodes []*node
+	port := freePort(t)
 	for i := range 3 {
 		name, ip := fmt.Sprintf("lb%d", i+1), fmt.Sprintf("%s%d", base, i+1)
 		cfg := proxyConfig(backend.Addr().String())
-		cfg.Listen, cfg.HTTPAddr = ip+":0", ip+":0"
+		// A fixed port: a hand-over drain (on by default) needs the frontend's port before it listens.
+		cfg.Listen, cfg.HTTPAddr = fmt.Sprintf("%s:%d", ip, port), ip+":0"
 		cfg.Node, cfg.Bind, cfg.DataDir, cfg.BootstrapExpect = name, ip, filepath.Join(dir, name), 3
 		cfg.EncryptFile = keyFile
 		for j := range 3 {

@@ -51,6 +51,7 @@ type env struct {
 	clientNet  string // first three octets, e.g. "172.28.1"
 	clusterNet string
 	garp       bool
+	drain      bool // -handover-drain
 	// version, when set, is stamped into the vipd binary as `make build`
 	// does (vipd version, vipd members), so a test can tell builds apart.
 	version string
@@ -96,7 +97,7 @@ func newEnv(t *testing.T) *env {
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{root: root, context: t.TempDir(), keyDir: t.TempDir(), garp: true, macs: map[string]string{},
+	e := &env{root: root, context: t.TempDir(), keyDir: t.TempDir(), garp: true, drain: true, macs: map[string]string{},
 		project: fmt.Sprintf("%s%dx%s", projectPrefix, time.Now().Unix(), hex.EncodeToString(b))}
 	e.writeKey(t)
 	e.removeStaleProjects(t)
@@ -126,6 +127,7 @@ func (e *env) environ() []string {
 		"VIPD_CLIENT_NET="+e.clientNet,
 		"VIPD_CLUSTER_NET="+e.clusterNet,
 		"VIPD_GARP="+strconv.FormatBool(e.garp),
+		"VIPD_HANDOVER_DRAIN="+strconv.FormatBool(e.drain),
 		"VIPD_KEY_DIR="+e.keyDir,
 		"COMPOSE_DOCKER_CLI_BUILD=0", "DOCKER_BUILDKIT=0",
 	)

@@ -218,7 +218,8 @@ func scrapeScenario(t *testing.T) scraped {
 	cfg.Bind = "127.0.0.1"
 	cfg.GossipPort, cfg.RaftPort = freePort(t), freePort(t)
 	cfg.VIPs = []string{"192.0.2.50/24"}
-	cfg.Listen, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	// A fixed port: a hand-over drain (on by default) needs the frontend's port before it listens.
+	cfg.Listen, cfg.HTTPAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t)), "127.0.0.1:0"
 	cfg.Backends = []string{echo.addr, dies.addr, resetter, never}
 	// One check per backend (at most 1 s after start), so what the test does next is not undone by a check.
 	cfg.CheckInterval, cfg.CheckTimeout = time.Hour, time.Second

@@ -64,11 +64,13 @@ func (l *loop) releaseForHandover(why string) <-chan struct{} {
 	addrs, err := fw.SegmentAddrs(l.ips())
 	var epoch uint64
 	if err == nil {
+		l.m.setDraining(DrainPending) // before the record can be applied: see DrainPending
 		ctx, cancel := context.WithTimeout(l.ctx, l.cfg.BarrierTimeout)
 		epoch, err = l.m.lead.StartDrain(ctx, addrs)
 		cancel()
 	}
 	if err != nil {
+		l.m.setDraining(0)
 		l.log.Warn("hand-over without drain: open connections through the VIP will be reset", "why", why, "err", err)
 		l.release(why)
 		return closedChan

@@ -56,6 +56,37 @@ func TestHandOffKeepsConnectionsWhileDraining(t *testing.T) {
 	})
 }
 
+// TestDrainingWhileTheDrainIsRecorded: from before the drain record is committed (the cluster may apply it,
+// and so know it as this node's latest, before StartDrain returns) until the drain ends, Draining must not
+// say "not draining": the agent gossips every own drain as done then, and the successor stopped forwarding
+// before the drain began (all drained connections reset, seen by integration/handover).
+func TestDrainingWhileTheDrainIsRecorded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := drainRig(t)
+		r.start(t)
+		r.lead(t)
+		r.k.SetEstablished(1)
+		var during uint64
+		r.l.OnStartDrain(func() { during = r.m.Draining() })
+		done, err := r.m.Handover(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if during != vip.DrainPending {
+			t.Errorf("Draining() while the drain was being recorded = %d, want DrainPending", during)
+		}
+		d := r.l.StartedDrains()
+		if len(d) != 1 || r.m.Draining() != d[0].Epoch {
+			t.Fatalf("Draining() = %d after the drain %+v was recorded, want its epoch", r.m.Draining(), d)
+		}
+		r.k.SetEstablished(0)
+		<-done
+		if r.m.Draining() != 0 {
+			t.Errorf("Draining() = %d after the drain ended, want 0", r.m.Draining())
+		}
+	})
+}
+
 // TestDrainEndsAtTheTimeout: connections that never close are given up at DrainTimeout.
 func TestDrainEndsAtTheTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -77,6 +108,10 @@ func TestDrainEndsAtTheTimeout(t *testing.T) {
 		<-done
 		if d := time.Since(start); d < 2*time.Second || d > 2*time.Second+200*time.Millisecond {
 			t.Errorf("drain ended after %v, want DrainTimeout (2s)", d)
+		}
+		// What is left can no longer be reached: reset once the address is gone, not left to TCP's timers.
+		if i, j := r.events.Index("kernel:del "+ip4.String(), 0), r.events.Index("kernel:reset", 0); j < 0 || j < i {
+			t.Errorf("address removed at event %d, connections reset at %d: want a reset after the removal", i, j)
 		}
 		if r.k.Has(ip4) {
 			t.Error("address still configured after the drain")
@@ -140,6 +175,34 @@ func TestRelayKeepsDraining(t *testing.T) {
 		case <-done:
 		default:
 			t.Fatal("drain not over once the predecessor was done and no connection was left")
+		}
+	})
+}
+
+// TestLeavingNodeHandsLeadershipOn: leadership that reaches a node after Handover (a successor's own
+// hand-over chose it, or an election) is passed on at once to the best successor, and the node never takes
+// the VIP again. Before, it kept leadership without the VIP until its drain ended: nobody held the VIP for up
+// to DrainTimeout (seen by integration/handover, the holder's successor chosen among draining peers).
+func TestLeavingNodeHandsLeadershipOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := drainRig(t)
+		r.start(t)
+		r.lead(t)
+		r.k.SetEstablished(1) // the drain goes on
+		if _, err := r.m.Handover(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		r.l.SetLeader(false) // the agent's own transfer
+		synctest.Wait()
+		r.l.SetPeers(vip.Peer{Name: "n2", Healthy: true, Voter: true}, vip.Peer{Name: "n3", Voter: true})
+		before := len(r.l.Transfers())
+		r.l.SetLeader(true) // n2's hand-over (or an election) chose this leaving node
+		synctest.Wait()
+		if got := r.l.Transfers()[before:]; len(got) != 1 || got[0] != "n2" {
+			t.Errorf("transfers after leadership came back to the leaving node: %v, want [n2]", got)
+		}
+		if r.m.Held() || r.k.Answering() {
+			t.Error("the leaving node took the VIP again")
 		}
 	})
 }

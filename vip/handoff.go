@@ -77,6 +77,22 @@ func (l *loop) handOff(to, why string) {
 	}
 }
 
+// handOn passes on leadership that reaches a node after Handover ran — a successor's own hand-over chose it,
+// or an election did. Such a node never takes the VIP again and its agent is waiting for its drain (up to
+// DrainTimeout) before it leaves, so while it kept leadership nobody held the VIP. It transfers to the best
+// successor, or lets Raft pick, and tries again while it still leads.
+func (l *loop) handOn() {
+	peers := l.m.lead.Peers()
+	target, ok := Successor(peers)
+	if !ok {
+		target, _ = anyTarget(peers) // "" lets Raft pick
+	}
+	l.log.Info("leadership reached a leaving node: handing it on", "to", target.Name)
+	if !l.transfer(target.Name, "leaving") {
+		l.after(&l.retry, l.cfg.VerifyInterval)
+	}
+}
+
 // startCooldown suspends health and preemption hand-offs after one failed.
 func (l *loop) startCooldown() {
 	l.noHandoffTill = time.Now().Add(cooldownRefresh * l.cfg.GARPRefresh)

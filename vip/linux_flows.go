@@ -25,43 +25,39 @@ import (
 // its client to acknowledge anything (data, a window probe or a keepalive probe unanswered) is dead: it is
 // reset, not counted.
 func (k *LinuxKernel) Established(ips []netip.Addr, ports []uint16, deadAfter time.Duration) (int, error) {
-	flows, err := k.vipFlows(ips, ports)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	var errs []error
-	for _, f := range flows {
-		if deadAfter <= 0 || !f.dead(deadAfter) {
-			n++
-			continue
-		}
-		if err := k.destroy(f.sock); err != nil && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, err)
-			n++
-		}
-	}
-	return n, errors.Join(errs...)
+	kept, _, err := k.resetFlowsIf(ips, ports, func(f flow) bool { return deadAfter > 0 && f.dead(deadAfter) })
+	return kept, err
 }
 
 // Reset resets every TCP connection of this host whose local end is one of ips on one of ports, and
 // returns how many it reset.
 func (k *LinuxKernel) Reset(ips []netip.Addr, ports []uint16) (int, error) {
+	_, reset, err := k.resetFlowsIf(ips, ports, func(flow) bool { return true })
+	return reset, err
+}
+
+// resetFlowsIf resets the connections through the VIP that doomed says are, and counts the others (kept)
+// and those it reset. A connection it could not reset counts as kept; one gone since the dump, as neither.
+func (k *LinuxKernel) resetFlowsIf(ips []netip.Addr, ports []uint16, doomed func(flow) bool) (kept, reset int, err error) {
 	flows, err := k.vipFlows(ips, ports)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	n := 0
 	var errs []error
 	for _, f := range flows {
+		if !doomed(f) {
+			kept++
+			continue
+		}
 		switch err := k.destroy(f.sock); {
 		case err == nil:
-			n++
+			reset++
 		case !errors.Is(err, unix.ENOENT): // ENOENT: it closed since the dump
 			errs = append(errs, err)
+			kept++
 		}
 	}
-	return n, errors.Join(errs...)
+	return kept, reset, errors.Join(errs...)
 }
 
 // flow is one TCP connection through the VIP.

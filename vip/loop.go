@@ -158,9 +158,6 @@ func (l *loop) onLeadership(s LeaderState) {
 		l.log.Info("leadership gained", "term", s.Term)
 	}
 	l.leader, l.term = true, s.Term
-	if l.leaving {
-		return // Handover ran: the agent hands leadership on and leaves
-	}
 	l.tryLead()
 }
 
@@ -180,6 +177,10 @@ func (l *loop) stillLeading() bool {
 // tryLead runs the leadership steps: barrier, witness hand-off, health gate, acquire. It never runs
 // while the VIP is held, so blocking here cannot extend a holding period.
 func (l *loop) tryLead() {
+	if l.leaving {
+		l.handOn()
+		return
+	}
 	barrierStart, ok := l.barrier()
 	if !ok {
 		return

@@ -81,9 +81,16 @@ func (m *Manager) Held() bool { return m.held.Load() }
 // channel is never closed. Safe for concurrent use, before, during and after Run.
 func (m *Manager) Subscribe() (<-chan struct{}, func()) { return m.changed.Subscribe() }
 
-// Draining returns the epoch of this node's hand-over drain under way, 0 when it is not draining. Subscribe
-// signals its changes too. The agent gossips it, so the successor knows when to stop forwarding.
+// Draining returns the epoch of this node's hand-over drain under way, 0 when it is not draining, and
+// DrainPending while the drain is being recorded. Subscribe signals its changes too. The agent gossips it, so
+// the successor knows when to stop forwarding.
 func (m *Manager) Draining() uint64 { return m.draining.Load() }
+
+// DrainPending is what Draining returns while a hand-over drain is being recorded in the Raft log: its epoch
+// is not known yet, but the record may already be applied, and so be this node's latest drain, which a node
+// that is not draining gossips as done. Reporting "not draining" in that window told the successor the drain
+// was over before it began, and it stopped forwarding at its first check: every drained connection was reset.
+const DrainPending = ^uint64(0)
 
 func (m *Manager) setDraining(epoch uint64) {
 	if m.draining.Swap(epoch) != epoch {

@@ -96,6 +96,10 @@ func apiCall(ctx context.Context, method string, cf clientFlags, path string, in
 	if out == nil {
 		return nil
 	}
+	if text, ok := out.(*string); ok { // a plain-text answer
+		*text = strings.TrimSpace(string(body))
+		return nil
+	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("decode %s: %w", path, err)
 	}
@@ -214,8 +218,14 @@ func runLeave(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := apiCall(ctx, http.MethodPost, cf, "/v1/leave", nil, nil); err != nil {
+	var answer string
+	if err := apiCall(ctx, http.MethodPost, cf, "/v1/leave", nil, &answer); err != nil {
 		return err
+	}
+	if answer == "draining" {
+		// The agent answers before its hand-over drain, which may last until its -drain-timeout.
+		fmt.Fprintln(stdout, "handed the VIP over; the agent serves the open connections through it until they finish (at most -drain-timeout), then leaves the cluster and exits")
+		return nil
 	}
 	fmt.Fprintln(stdout, "left the cluster; the agent is shutting down")
 	return nil

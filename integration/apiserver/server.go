@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/vipd/vipd/integration/probe"
 )
 
 // Server is the fake kube-apiserver's state: whether its health endpoints
@@ -36,11 +39,45 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/readyz", s.health)
 	mux.HandleFunc("/healthz", s.health)
 	mux.HandleFunc("/livez", s.health)
+	mux.HandleFunc("GET /stream", stream)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, s.name)
 	})
 	return mux
+}
+
+// stream sends probe.StreamSource(seed) in chunks, flushed one by one, until the client goes away or
+// probe.StreamFor.
+func stream(w http.ResponseWriter, r *http.Request) {
+	seed, err := strconv.ParseUint(r.URL.Query().Get("seed"), 10, 64)
+	if err != nil {
+		http.Error(w, "seed: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	rc := http.NewResponseController(w)
+	src := probe.StreamSource(seed)
+	buf := make([]byte, probe.StreamChunk)
+	tick := time.NewTicker(probe.StreamEvery)
+	defer tick.Stop()
+	end := time.After(probe.StreamFor)
+	for {
+		_, _ = src.Read(buf)
+		if _, err := w.Write(buf); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-end:
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {

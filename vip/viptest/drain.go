@@ -65,13 +65,13 @@ func (k *FakeKernel) Established(ips []netip.Addr, ports []uint16, deadAfter tim
 	return k.established, nil
 }
 
-// Reset records the reset and sets the open connections to 0.
+// Reset records "kernel:reset" and sets the open connections to 0.
 func (k *FakeKernel) Reset(ips []netip.Addr, ports []uint16) (int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	n := k.established
 	k.established = 0
-	k.log.Add(fmt.Sprintf("kernel:reset %v", ips))
+	k.log.Add("kernel:reset")
 	return n, nil
 }
 
@@ -128,6 +128,12 @@ func (k *FakeKernel) Marked() bool {
 // StartDrain records a drain of this (leading) node and returns its epoch.
 func (f *FakeLeadership) StartDrain(_ context.Context, addrs []netip.Addr) (uint64, error) {
 	f.mu.Lock()
+	hook := f.onStartDrain
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.leader {
 		return 0, ErrNotLeader
@@ -136,6 +142,14 @@ func (f *FakeLeadership) StartDrain(_ context.Context, addrs []netip.Addr) (uint
 	f.startedDrains = append(f.startedDrains, vip.Drain{Node: "self", Addrs: slices.Clone(addrs), Epoch: f.drainEpoch})
 	f.log.Add("raft:drain")
 	return f.drainEpoch, nil
+}
+
+// OnStartDrain makes StartDrain call hook first: a test looks at what others can see while the record is
+// being committed.
+func (f *FakeLeadership) OnStartDrain(hook func()) {
+	f.mu.Lock()
+	f.onStartDrain = hook
+	f.mu.Unlock()
 }
 
 // ActiveDrains returns what SetActiveDrains set.

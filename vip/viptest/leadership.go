@@ -41,6 +41,7 @@ type FakeLeadership struct {
 	drainEpoch    uint64
 	startedDrains []vip.Drain
 	activeDrains  []vip.Drain
+	onStartDrain  func() // called by StartDrain before it records, without f.mu held
 }
 
 // NewFakeLeadership returns a follower in term 0 with no peers.
