@@ -29,6 +29,7 @@ type member struct {
 	Healthy         bool   `json:"healthy"`
 	HealthyBackends int    `json:"healthy_backends"`
 	VIPHeld         bool   `json:"vip_held"`
+	Version         string `json:"version"`
 }
 
 // status mirrors agent.StatusResponse (GET /v1/status): this node's own view.

@@ -31,9 +31,11 @@ const projectPrefix = "vipdit"
 // to a run in progress: longer than the -timeout of `make integration`.
 const staleAfter = 20 * time.Minute
 
-// images are the repositories of the compose file; the suite tags them with
-// its project name, so removing them touches nobody else's images.
-var images = []string{"vipd-agent", "vipd-apiserver"}
+// images are the repositories of the compose file, and the previous
+// release's agent that TestRollingUpgrade builds; the suite tags them with
+// its project name, so removing them touches nobody else's images, and a
+// killed run's are found by that tag too.
+var images = []string{"vipd-agent", "vipd-apiserver", prevImage}
 
 // lbs are the vipd compose services.
 var lbs = []string{"lb1", "lb2", "lb3"}
@@ -50,6 +52,9 @@ type env struct {
 	clusterNet string
 	garp       bool
 	drain      bool // -handover-drain
+	// version, when set, is stamped into the vipd binary as `make build`
+	// does (vipd version, vipd members), so a test can tell builds apart.
+	version string
 
 	mu     sync.Mutex
 	macs   map[string]string // service -> MAC on the client network; cleared on recreate
@@ -210,7 +215,11 @@ func (e *env) state(svc string) string {
 func (e *env) build(t *testing.T) {
 	t.Helper()
 	for _, b := range []struct{ out, pkg string }{{"bin/vipd", "./cmd/vipd"}, {"bin/apiserver", "./integration/apiserver"}} {
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(e.context, b.out), b.pkg)
+		ldflags := "-s -w"
+		if e.version != "" {
+			ldflags += " -X main.version=" + e.version
+		}
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", filepath.Join(e.context, b.out), b.pkg)
 		cmd.Dir = e.root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

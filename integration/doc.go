@@ -18,6 +18,13 @@
 // the end, on failure, on Ctrl-C or SIGTERM, and a minute before the go test
 // timeout. Leftovers of a killed run are removed by the next run.
 //
+// TestRollingUpgrade (upgrade_test.go) is issue 11's upgrade scenario: it
+// builds the previous release (commit f674e0d) from git beside this
+// checkout, rolls a cluster of three from one to the other node by node
+// while the same observers watch, and then switches the cluster key on;
+// docs/upgrade.md gives its figures. -run TestRollingUpgrade runs it alone
+// (about 1.5 minutes).
+//
 // VIPD_IT_TRIALS sets the trials of the repeated scenarios (default 5).
 // `-run 'TestFailover/(01|05)'` runs a subset; the cluster is always formed.
 // The outage table is printed last and written to integration/results.txt;
