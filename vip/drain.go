@@ -194,11 +194,11 @@ func (l *loop) stopForwarding() {
 
 // resetFlows resets this node's connections through the VIP once none of their packets can reach it.
 func (l *loop) resetFlows(why string) {
-	fw := l.forwarder()
-	if fw == nil {
+	r, ok := l.m.kernel.(FlowResetter)
+	if !ok || l.cfg.Witness || len(l.cfg.Ports) == 0 {
 		return
 	}
-	n, err := fw.Reset(l.ips(), l.cfg.Ports)
+	n, err := r.Reset(l.ips(), l.cfg.Ports)
 	if err != nil {
 		l.log.Warn("reset connections through the VIP that no packet can reach any more", "why", why, "err", err)
 	}

@@ -2,6 +2,7 @@ package vip_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 	"testing/synctest"
@@ -205,4 +206,24 @@ func TestLeavingNodeHandsLeadershipOn(t *testing.T) {
 			t.Error("the leaving node took the VIP again")
 		}
 	})
+}
+
+// TestStopResetsUnreachableFlows: a node that stops, hand-over drains on or off, resets its connections
+// through the VIP once the address is gone (no packet of theirs can reach it), after removing the address.
+func TestStopResetsUnreachableFlows(t *testing.T) {
+	for _, drain := range []bool{true, false} {
+		t.Run(fmt.Sprintf("drain=%v", drain), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				r := newRig(t, func(c *vip.Config) { c.HandoverDrain, c.Ports = drain, []uint16{6443} })
+				r.start(t)
+				r.lead(t)
+				r.k.SetEstablished(2)
+				r.stop(t)
+				del, reset := r.events.Index("kernel:del "+ip4.String(), 1), r.events.Index("kernel:reset", 0)
+				if reset < 0 || reset < del {
+					t.Errorf("events %v: want the connections reset after the address went", r.events.Events())
+				}
+			})
+		})
+	}
 }

@@ -55,11 +55,17 @@ type Forwarder interface {
 	// that has waited that long for its client to acknowledge anything is reset instead: while this node
 	// drains, its successor forwards the client's packets here, so such silence means the client is gone.
 	Established(ips []netip.Addr, ports []uint16, deadAfter time.Duration) (int, error)
-	// Reset resets this node's TCP connections on ips:ports, once no packet of theirs can reach it any more
-	// (the address is gone from this node and no successor forwards to it), and returns how many.
-	Reset(ips []netip.Addr, ports []uint16) (int, error)
 	// SegmentAddrs returns this node's addresses on the segment of ips (where a successor forwards to).
 	SegmentAddrs(ips []netip.Addr) ([]netip.Addr, error)
+}
+
+// FlowResetter is a Kernel that can reset this node's TCP connections on ips:ports (sock_diag's
+// SOCK_DESTROY), once no packet of theirs can reach it any more: the address is gone from this node and no
+// successor forwards to it. A stopping node resets them at once, with hand-over drains or without, instead of
+// leaving them to TCP's timers (up to 15 minutes) while its proxy drains. Safe for concurrent use.
+type FlowResetter interface {
+	// Reset resets the connections and returns how many.
+	Reset(ips []netip.Addr, ports []uint16) (int, error)
 }
 
 // Drain is another node's hand-over drain under way: while it lasts, the node that took the VIP over from it

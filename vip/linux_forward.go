@@ -11,7 +11,10 @@ import (
 	"github.com/vipd/vipd/vip/flowfwd"
 )
 
-var _ Forwarder = (*LinuxKernel)(nil)
+var (
+	_ Forwarder    = (*LinuxKernel)(nil)
+	_ FlowResetter = (*LinuxKernel)(nil)
+)
 
 // errNoForwarding is returned by the Forwarder methods of a LinuxKernel made without WithFlowForwarding.
 var errNoForwarding = errors.New("hand-over forwarding is off (no WithFlowForwarding)")

@@ -13,7 +13,10 @@ import (
 // Hand-over drains in the fakes: FakeKernel is a vip.Forwarder that records what it was asked to do, and
 // FakeLeadership records drains and reports the ones a test says are under way.
 
-var _ vip.Forwarder = (*FakeKernel)(nil)
+var (
+	_ vip.Forwarder    = (*FakeKernel)(nil)
+	_ vip.FlowResetter = (*FakeKernel)(nil)
+)
 
 // Mark records that the flow-marking rules are in place.
 func (k *FakeKernel) Mark(ips []netip.Addr, ports []uint16) error {
