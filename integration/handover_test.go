@@ -63,7 +63,7 @@ func TestHandoverCompose(t *testing.T) {
 	s.waitStable(t, "cluster start", lbs, 90*time.Second)
 
 	fmt.Fprintf(&sum, "=== planned VIP moves with %d idle and %d streaming connections through the VIP: %s ===\n", handoverIdle, handoverStreams, e.project)
-	fmt.Fprintf(&sum, "%-34s %-7s %-7s %6s %6s %9s %10s %12s\n", "move", "holder", "next", "idle", "reset", "streams", "new conns", "old exits")
+	fmt.Fprintf(&sum, "%-40s %-7s %-7s %6s %6s %9s %10s %12s\n", "move", "holder", "next", "idle", "reset", "streams", "new conns", "old exits")
 	for _, how := range []string{"leave", "lb1", "lb2", "lb3"} {
 		handoverAttempts(t, s, how, true, &sum)
 	}
@@ -220,7 +220,7 @@ func handoverMove(t *testing.T, s *suite, how string, drain bool) (row string, p
 	if !drain {
 		name += ", drains off"
 	}
-	row = fmt.Sprintf("%-34s %-7s %-7s %6d %6d %4d of %2d %10s %12s\n", name, holder, next, handoverIdle,
+	row = fmt.Sprintf("%-40s %-7s %-7s %6d %6d %4d of %2d %10s %12s\n", name, holder, next, handoverIdle,
 		idleFailed, handoverStreams-streamsBroken, handoverStreams, outage.Round(time.Millisecond), exits)
 
 	e.mustDocker(t, "start", e.container(target))
