@@ -68,6 +68,10 @@ func TestHandoverCompose(t *testing.T) {
 		handoverAttempts(t, s, how, true, &sum)
 	}
 
+	// The draining old holder crashes: its flows must be reset by the new holder (which stops forwarding once
+	// gossip no longer sees the drainer alive), not hang.
+	handoverCrash(t, s, &sum)
+
 	// Control: the same leave without drains resets the connections.
 	e.drain = false
 	s.recreate(t)
@@ -441,4 +445,56 @@ func raiseNoFile(t *testing.T) {
 			t.Fatalf("raise the open-file limit: %v", err)
 		}
 	}
+}
+
+// handoverCrash: vipd leave on the holder with connections open, then docker kill of the draining old holder.
+// The new holder must stop forwarding to a node gossip no longer sees alive, so the clients of the drained
+// flows get its reset (as after any crash) instead of a hang: the time from the kill until every sampled idle
+// connection is reset is gossip's failure detection.
+func handoverCrash(t *testing.T, s *suite, sum *strings.Builder) {
+	e := s.env
+	holder := s.waitStable(t, "before the drainer's crash", lbs, 60*time.Second)
+	fl, err := openHandoverFlows(t, e.vip().String()+":6443")
+	if err != nil {
+		t.Fatalf("drainer crash: %v", err)
+	}
+	defer fl.close()
+	if out, err := e.cli(holder, "leave"); err != nil {
+		t.Fatalf("vipd leave on %s: %v\n%s", holder, err, out)
+	}
+	next := s.waitStable(t, "after the leave", others(holder), 30*time.Second)
+	if failed, errs := fl.askIdle(); failed > 0 {
+		t.Errorf("drainer crash: %d idle connections broke before the crash: %v", failed, errs)
+	}
+	killed := time.Now()
+	e.mustDocker(t, "kill", e.container(holder))
+	// One request on each sampled connection: its segment is forwarded to the dead drainer and lost, and TCP
+	// retransmits it until the new holder no longer forwards and answers the unknown flow with a reset.
+	sample := fl.idle[:20]
+	var mu sync.Mutex
+	var took time.Duration
+	var notReset []string
+	var wg sync.WaitGroup
+	for i, c := range sample {
+		wg.Go(func() {
+			_, err := probe.GetOn(c.c, c.br, killed.Add(60*time.Second))
+			at := time.Since(killed)
+			mu.Lock()
+			defer mu.Unlock()
+			took = max(took, at)
+			if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+				notReset = append(notReset, fmt.Sprintf("connection %d after %s: %v", i, at.Round(time.Millisecond), err))
+			}
+		})
+	}
+	wg.Wait()
+	if len(notReset) > 0 {
+		t.Errorf("drainer crash: clients of the drained flows must be reset (never forwarded to a dead node), %d of %d were not: %v",
+			len(notReset), len(sample), notReset)
+	}
+	fmt.Fprintf(sum, "%-40s %-7s %-7s %6d %6s %9s %10s %12s\n", "vipd leave, then the drainer killed", holder, next,
+		handoverIdle, fmt.Sprintf("%d/%d", len(sample)-len(notReset), len(sample)), "-", "-", "reset "+took.Round(100*time.Millisecond).String())
+	fl.close()
+	e.mustDocker(t, "start", e.container(holder))
+	s.waitStable(t, "after restarting "+holder, lbs, 60*time.Second)
 }

@@ -74,7 +74,7 @@ func getStatus(ns string) (status, error) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := fmt.Fprintf(c, "GET /v1/status HTTP/1.0\r\nHost: vipd\r\n\r\n"); err != nil {
+	if _, err := fmt.Fprintf(c, "GET /v1/status HTTP/1.0\r\nHost: localhost\r\n\r\n"); err != nil {
 		return s, err
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
