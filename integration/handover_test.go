@@ -447,7 +447,8 @@ func raiseNoFile(t *testing.T) {
 	}
 }
 
-// handoverCrash: vipd leave on the holder with connections open, then docker kill of the draining old holder.
+// handoverCrash: vipd leave on the holder with connections open, then the draining old holder dies (its links
+// cut, then docker kill).
 // The new holder must stop forwarding to a node gossip no longer sees alive, so the clients of the drained
 // flows get its reset (as after any crash) instead of a hang: the time from the kill until every sampled idle
 // connection is reset is gossip's failure detection.
@@ -466,7 +467,14 @@ func handoverCrash(t *testing.T, s *suite, sum *strings.Builder) {
 	if failed, errs := fl.askIdle(); failed > 0 {
 		t.Errorf("drainer crash: %d idle connections broke before the crash: %v", failed, errs)
 	}
+	// As a machine dies: the links go first, so the dying kernel cannot close the flows itself (a killed
+	// process on a live kernel sends its clients FINs at once, which says nothing about the forwarding).
 	killed := time.Now()
+	for _, link := range []string{"eth0", "eth1"} {
+		if err := e.netns(holder, "ip", "link", "set", "dev", link, "down"); err != nil {
+			t.Fatalf("drainer crash: %s down in %s: %v", link, holder, err)
+		}
+	}
 	e.mustDocker(t, "kill", e.container(holder))
 	// One request on each sampled connection: its segment is forwarded to the dead drainer and lost, and TCP
 	// retransmits it until the new holder no longer forwards and answers the unknown flow with a reset.
