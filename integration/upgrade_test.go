@@ -47,7 +47,7 @@ func (u *upgradeEnv) buildPrev(t *testing.T) {
 	src, ctx := t.TempDir(), t.TempDir()
 	tarball := filepath.Join(t.TempDir(), "prev.tar")
 	if _, err := e.run(time.Minute, "git", "archive", "--format=tar", "-o", tarball, prevCommit); err != nil {
-		t.Fatalf("git archive of the previous release: %v", err)
+		t.Fatalf("git archive of the previous release %s: %v (a shallow clone lacks it: git fetch --unshallow)", prevCommit, err)
 	}
 	if _, err := e.run(time.Minute, "tar", "-xf", tarball, "-C", src); err != nil {
 		t.Fatal(err)
