@@ -179,7 +179,8 @@ func (l *loop) onHandover(reply chan<- (<-chan struct{})) {
 // went to the new holder — and it is reset, so the proxy's own drain does not wait minutes for TCP's
 // timers to end it.
 func (l *loop) stopForwarding() {
-	l.endDrain("shutdown", !l.held)
+	drained := l.drain != nil && !l.held
+	l.endDrain("shutdown", !l.held) // a drain that ends here removes the address and resets what is left
 	fw := l.forwarder()
 	if fw != nil && l.fwd != nil {
 		if err := fw.StopForward(); err != nil {
@@ -187,7 +188,7 @@ func (l *loop) stopForwarding() {
 		}
 		l.fwd = nil
 	}
-	if !l.held {
+	if !l.held && !drained {
 		l.resetFlows("shutdown")
 	}
 }
