@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"regexp"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/vipd/vipd/internal/testutil"
 )
 
 // fakeRaft stands for *raft.Raft: exported fields a JSON encoder would dump, and a String() hclog prints.
@@ -88,7 +89,7 @@ func TestHclogAdapterJSON(t *testing.T) {
 			parent := slog.New(slog.NewJSONHandler(&buf, nil)).With("component", "cluster").With("node", "lb1")
 			tc.log(newHclog(parent, "raft"))
 			line := strings.TrimSpace(buf.String())
-			if err := duplicateKeys(line); err != nil {
+			if err := testutil.DuplicateJSONKeys(line); err != nil {
 				t.Fatalf("%v in %s", err, line)
 			}
 			if m := unformatted.FindString(line); m != "" {
@@ -150,7 +151,7 @@ func TestStdLogWriter(t *testing.T) {
 		parent := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "cluster")
 		newStdLogger(parent, "memberlist").Print(tc.line)
 		line := strings.TrimSpace(buf.String())
-		if err := duplicateKeys(line); err != nil {
+		if err := testutil.DuplicateJSONKeys(line); err != nil {
 			t.Fatalf("%v in %s", err, line)
 		}
 		var got map[string]any
@@ -161,70 +162,4 @@ func TestStdLogWriter(t *testing.T) {
 			t.Errorf("%q logged as %s", tc.line, line)
 		}
 	}
-}
-
-// TestDuplicateKeys checks the checker itself: it must see a repeated key at any depth.
-func TestDuplicateKeys(t *testing.T) {
-	for _, tc := range []struct {
-		json string
-		dup  bool
-	}{
-		{`{"a":1,"b":{"a":2},"c":[{"a":1},{"a":2}]}`, false},
-		{`{"a":1,"a":2}`, true},
-		{`{"a":1,"b":{"c":1,"c":2}}`, true},
-		{`{"a":[{"b":1,"b":1}]}`, true},
-	} {
-		if got := duplicateKeys(tc.json) != nil; got != tc.dup {
-			t.Errorf("duplicateKeys(%s) found a duplicate: %t, want %t", tc.json, got, tc.dup)
-		}
-	}
-}
-
-// duplicateKeys walks one JSON value token by token and returns an error naming the first key an object
-// holds twice, which encoding/json's Unmarshal silently accepts (the last wins).
-func duplicateKeys(doc string) error {
-	dec := json.NewDecoder(strings.NewReader(doc))
-	var walk func() error
-	walk = func() error {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		switch tok {
-		case json.Delim('{'):
-			seen := map[string]bool{}
-			for dec.More() {
-				k, err := dec.Token()
-				if err != nil {
-					return err
-				}
-				key := k.(string)
-				if seen[key] {
-					return fmt.Errorf("key %q twice in one object", key)
-				}
-				seen[key] = true
-				if err := walk(); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		case json.Delim('['):
-			for dec.More() {
-				if err := walk(); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		}
-		return nil
-	}
-	if err := walk(); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("trailing data after the JSON value")
-	}
-	return nil
 }

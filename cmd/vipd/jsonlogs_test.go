@@ -165,7 +165,7 @@ func jsonLogsRun(t *testing.T, mode string) {
 				t.Errorf("%s is not one JSON object (%v): %s", where, err, line)
 				continue
 			}
-			if err := duplicateKeys(line); err != nil {
+			if err := testutil.DuplicateJSONKeys(line); err != nil {
 				t.Errorf("%s: %v: %s", where, err, line)
 			}
 			if verb := unformattedVerb(rec); verb != "" {
@@ -275,53 +275,4 @@ func unformattedVerb(v any) string {
 		}
 	}
 	return ""
-}
-
-// duplicateKeys walks one JSON value token by token and returns an error naming the first key an object
-// holds twice.
-func duplicateKeys(doc string) error {
-	dec := json.NewDecoder(strings.NewReader(doc))
-	var walk func() error
-	walk = func() error {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		switch tok {
-		case json.Delim('{'):
-			seen := map[string]bool{}
-			for dec.More() {
-				k, err := dec.Token()
-				if err != nil {
-					return err
-				}
-				key := k.(string)
-				if seen[key] {
-					return fmt.Errorf("key %q twice in one object", key)
-				}
-				seen[key] = true
-				if err := walk(); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		case json.Delim('['):
-			for dec.More() {
-				if err := walk(); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		}
-		return nil
-	}
-	if err := walk(); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("trailing data after the JSON value")
-	}
-	return nil
 }

@@ -46,3 +46,20 @@ func TestLogSink(t *testing.T) {
 }
 
 func testingDebug() bool { return os.Getenv("VIPD_TEST_DEBUG") != "" }
+
+// TestDuplicateJSONKeys checks the checker itself: it must see a repeated key at any depth.
+func TestDuplicateJSONKeys(t *testing.T) {
+	for _, tc := range []struct {
+		json string
+		dup  bool
+	}{
+		{`{"a":1,"b":{"a":2},"c":[{"a":1},{"a":2}]}`, false},
+		{`{"a":1,"a":2}`, true},
+		{`{"a":1,"b":{"c":1,"c":2}}`, true},
+		{`{"a":[{"b":1,"b":1}]}`, true},
+	} {
+		if got := DuplicateJSONKeys(tc.json) != nil; got != tc.dup {
+			t.Errorf("DuplicateJSONKeys(%s) found a duplicate: %t, want %t", tc.json, got, tc.dup)
+		}
+	}
+}
