@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -19,11 +18,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vipd/vipd/agent"
+	"github.com/vipd/vipd/internal/nstest"
 	"github.com/vipd/vipd/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) { build.Remove(); os.Exit(code) }))
 }
 
 // The namespaces' addresses: private to this test's own namespaces.
@@ -85,24 +85,11 @@ backend: [%s]
 	}
 }
 
-// vipdBinary builds the vipd binary the way `make build` does, or takes VIPD_BIN.
-func vipdBinary(t *testing.T) string {
-	t.Helper()
-	if bin := os.Getenv("VIPD_BIN"); bin != "" {
-		return bin
-	}
-	gotool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("the go tool is not in PATH to build vipd (or set VIPD_BIN to a vipd binary)")
-	}
-	bin := filepath.Join(t.TempDir(), "vipd")
-	cmd := exec.Command(gotool, "build", "-o", bin, "github.com/vipd/vipd/cmd/vipd")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build vipd: %v\n%s", err, out)
-	}
-	return bin
-}
+// build is the vipd binary of this test process (nstest.VipdBuild: VIPD_BIN, or built once as `make build`
+// does).
+var build nstest.VipdBuild
+
+func vipdBinary(t *testing.T) string { return build.Binary(t) }
 
 // TestReloadUnderLoad: a -dev agent holding a VIP in front of b1, b2, b3, with 1,000 open connections
 // through the VIP (980 idle, 20 streaming checked bytes) and 200 new connections a second, is reloaded by
