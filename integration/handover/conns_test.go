@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	itprobe "github.com/vipd/vipd/integration/probe"
 	"github.com/vipd/vipd/internal/nstest"
 )
 
@@ -91,7 +92,7 @@ func readHello(c net.Conn) (string, int64, error) {
 func (h *held) watch(seed uint64) {
 	var want *rand.ChaCha8
 	if h.stream {
-		want = newStream(seed)
+		want = itprobe.StreamSource(seed)
 	}
 	buf := make([]byte, 32<<10)
 	exp := make([]byte, len(buf))
@@ -123,7 +124,7 @@ func (h *held) watch(seed uint64) {
 // write sends 1 KiB of the stream every 10 ms until stop or an error.
 func (h *held) write(seed uint64, stop <-chan struct{}) {
 	defer close(h.writerOK)
-	src := newStream(seed)
+	src := itprobe.StreamSource(seed)
 	chunk := make([]byte, 1024)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -144,14 +145,6 @@ func (h *held) write(seed uint64, stop <-chan struct{}) {
 			return
 		}
 	}
-}
-
-func newStream(seed uint64) *rand.ChaCha8 {
-	var s [32]byte
-	for i := range 8 {
-		s[i] = byte(seed >> (8 * i))
-	}
-	return rand.NewChaCha8(s)
 }
 
 // closed reports whether the connection has ended.

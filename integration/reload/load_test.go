@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	itprobe "github.com/vipd/vipd/integration/probe"
 )
 
 // held is one long-lived connection through the VIP: idle (it answers one echo when asked) or streaming
@@ -79,7 +81,7 @@ func (h *held) watch(seed uint64, wg *sync.WaitGroup) {
 	defer wg.Done()
 	var want *rand.ChaCha8
 	if h.stream {
-		want = newStream(seed)
+		want = itprobe.StreamSource(seed)
 	}
 	buf := make([]byte, 32<<10)
 	exp := make([]byte, len(buf))
@@ -110,7 +112,7 @@ func (h *held) watch(seed uint64, wg *sync.WaitGroup) {
 // write sends 1 KiB of the stream every 10 ms (100 KiB/s) until stop or an error.
 func (h *held) write(seed uint64, stop <-chan struct{}, wg *sync.WaitGroup) {
 	defer wg.Done()
-	src := newStream(seed)
+	src := itprobe.StreamSource(seed)
 	chunk := make([]byte, 1024)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -130,14 +132,6 @@ func (h *held) write(seed uint64, stop <-chan struct{}, wg *sync.WaitGroup) {
 			return
 		}
 	}
-}
-
-func newStream(seed uint64) *rand.ChaCha8 {
-	var s [32]byte
-	for i := range 8 {
-		s[i] = byte(seed >> (8 * i))
-	}
-	return rand.NewChaCha8(s)
 }
 
 // closed reports whether the connection has ended.
