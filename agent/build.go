@@ -158,8 +158,11 @@ func (dryRunKernel) Announce(netip.Addr) error                               { r
 func (dryRunKernel) Answer(context.Context, []netip.Addr, func() bool) error { return errDryRun }
 
 // frontendPorts are the ports the frontends listen on: the flows a hand-over drain keeps.
-func (a *Agent) frontendPorts() (ports []uint16, unknown bool) {
-	for _, fe := range a.frontends {
+func (a *Agent) frontendPorts() (ports []uint16, unknown bool) { return portsOf(a.frontends) }
+
+// portsOf are the ports fes listen on; unknown says one listens on a port the kernel picks at bind time.
+func portsOf(fes []*frontend) (ports []uint16, unknown bool) {
+	for _, fe := range fes {
 		_, p, err := net.SplitHostPort(fe.spec.listen)
 		n, perr := strconv.ParseUint(p, 10, 16)
 		switch {

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,5 +77,67 @@ func TestHandoverDrainReachesTheVIPManager(t *testing.T) {
 				t.Errorf("the leaving holder logged a drain: %v, want %v", got, tc.drain)
 			}
 		})
+	}
+}
+
+// TestReloadExtendsHandoverDrainPorts: a reload that adds a frontend on a new port extends the flow rules
+// to it at once, and one that removes the frontend again keeps its port (its connections may still drain).
+// Before, the rules knew only the ports of the start, so a planned move reset every connection of a
+// frontend added by a reload until the agent was restarted.
+func TestReloadExtendsHandoverDrainPorts(t *testing.T) {
+	b := nameServer(t, "b1")
+	cfg := proxyConfig(b.Addr().String())
+	cfg.Dev, cfg.Node, cfg.Bind = true, "lb1", "127.0.0.1"
+	port1, port2 := freePort(t), freePort(t)
+	cfg.Listen = fmt.Sprintf("127.0.0.1:%d", port1)
+	cfg.GossipPort, cfg.RaftPort = freePort(t), freePort(t)
+	cfg.VIPs = []string{"192.0.2.50/24"}
+	cfg.Nice = 0
+	var mu sync.Mutex
+	next := cfg
+	source := func() (Config, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return next, nil
+	}
+	kernel := viptest.NewFakeKernel()
+	a, err := New(cfg, Options{Logger: testutil.NewLogSink(t).Logger(0), Kernel: kernel, Version: "test", Reload: source})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-errc })
+	testutil.WaitFor(t, 10*time.Second, "the dev leader to hold the VIP", func() bool {
+		return kernel.Has(netip.MustParseAddr("192.0.2.50"))
+	})
+	if got, want := kernel.MarkedPorts(), []uint16{uint16(port1)}; !slices.Equal(got, want) {
+		t.Fatalf("marked ports %v at start, want %v", got, want)
+	}
+
+	mu.Lock()
+	next.Backends = nil
+	next.Frontends = []FrontendConfig{
+		{Name: "default", Listen: cfg.Listen, Backends: []BackendConfig{{Addr: b.Addr().String()}}},
+		{Name: "extra", Listen: fmt.Sprintf("127.0.0.1:%d", port2), Backends: []BackendConfig{{Addr: b.Addr().String()}}},
+	}
+	mu.Unlock()
+	if err := a.Reload(context.Background()); err != nil {
+		t.Fatalf("Reload adding a frontend: %v", err)
+	}
+	both := []uint16{uint16(port1), uint16(port2)}
+	testutil.WaitFor(t, 5*time.Second, "the flow rules to cover the added frontend's port", func() bool {
+		return slices.Equal(kernel.MarkedPorts(), both)
+	})
+
+	mu.Lock()
+	next.Frontends = next.Frontends[:1]
+	mu.Unlock()
+	if err := a.Reload(context.Background()); err != nil {
+		t.Fatalf("Reload removing the frontend: %v", err)
+	}
+	if got := a.vip.Ports(); !slices.Equal(got, both) {
+		t.Errorf("ports after removing the frontend: %v, want %v kept for its draining connections", got, both)
 	}
 }

@@ -89,6 +89,14 @@ func (a *Agent) reloadOnce(rt *running) error {
 		}
 	}
 	// From here on nothing fails.
+	if a.vip != nil {
+		// Before the new frontends take traffic, so their flows are known as this node's in a hand-over.
+		ports, unknown := portsOf(plan.order)
+		if unknown && next.HandoverDrain && !a.noFlows {
+			a.log.Warn("hand-over drains do not cover a frontend that listens on port 0")
+		}
+		_ = a.vip.AddPorts(ports...) // portsOf returns no 0, the only port AddPorts refuses
+	}
 	plan.apply()
 	if a.opts.LogLevel != nil {
 		_ = a.opts.LogLevel.UnmarshalText([]byte(next.LogLevel)) // validated by New

@@ -46,10 +46,32 @@ func (l *loop) mark() {
 	if fw == nil {
 		return
 	}
-	if err := fw.Mark(l.ips(), l.cfg.Ports); err != nil {
+	if err := fw.Mark(l.ips(), l.m.Ports()); err != nil {
 		l.log.Error("hand-over drains off: cannot install the flow rules", "err", err)
 		l.cfg.HandoverDrain = false
 	}
+}
+
+// onPortsAdded extends the flow rules to the ports AddPorts added: the mark rules at once (a new
+// frontend's flows must be known as this node's before a hand-over), the forwarding rules too while this
+// node forwards a predecessor's flows. Drains stay on when it fails: the old ports' flows keep their rules.
+func (l *loop) onPortsAdded() {
+	fw := l.forwarder()
+	if fw == nil {
+		return
+	}
+	ports := l.m.Ports()
+	if err := fw.Mark(l.ips(), ports); err != nil {
+		l.log.Error("hand-over drains do not cover the added frontends' ports: cannot install the flow rules", "ports", ports, "err", err)
+		return
+	}
+	if l.fwd != nil {
+		if err := fw.Forward(l.fwd.Addrs, l.ips(), ports); err != nil {
+			l.log.Error("forward the added frontends' ports to the previous holder", "to", l.fwd.Node, "ports", ports, "err", err)
+			return
+		}
+	}
+	l.log.Info("hand-over drains cover the frontends' ports", "ports", ports)
 }
 
 // releaseForHandover releases the VIP for a planned move. With drains on, and while this node leads, it
@@ -88,7 +110,7 @@ func (l *loop) releaseForHandover(why string) <-chan struct{} {
 // target (still draining and alive?).
 func (l *loop) onDrainTick() {
 	if d := l.drain; d != nil {
-		n, err := l.forwarder().Established(l.ips(), l.cfg.Ports, deadFlowAfter)
+		n, err := l.forwarder().Established(l.ips(), l.m.Ports(), deadFlowAfter)
 		switch {
 		case err == nil && n == 0 && l.fwd == nil:
 			// Over only when this node relays nobody's flows either: while its own predecessor drains, the
@@ -155,7 +177,7 @@ func (l *loop) syncForward(acquiring bool) {
 	if l.fwd != nil && l.fwd.Node == latest.Node && l.fwd.Epoch == latest.Epoch {
 		return
 	}
-	if err := fw.Forward(latest.Addrs, l.ips(), l.cfg.Ports); err != nil {
+	if err := fw.Forward(latest.Addrs, l.ips(), l.m.Ports()); err != nil {
 		l.log.Error("forward the drained flows of the previous holder: they will be reset", "to", latest.Node, "err", err)
 		return
 	}
@@ -196,10 +218,10 @@ func (l *loop) stopForwarding() {
 // resetFlows resets this node's connections through the VIP once none of their packets can reach it.
 func (l *loop) resetFlows(why string) {
 	r, ok := l.m.kernel.(FlowResetter)
-	if !ok || l.cfg.Witness || len(l.cfg.Ports) == 0 {
+	if !ok || l.cfg.Witness || len(l.m.Ports()) == 0 {
 		return
 	}
-	n, err := r.Reset(l.ips(), l.cfg.Ports)
+	n, err := r.Reset(l.ips(), l.m.Ports())
 	if err != nil {
 		l.log.Warn("reset connections through the VIP that no packet can reach any more", "why", why, "err", err)
 	}

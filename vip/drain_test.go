@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -226,4 +228,56 @@ func TestStopResetsUnreachableFlows(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestAddedPortsExtendTheFlowRules: a reload that adds a frontend on a new port extends the mark rules at
+// once, and the forwarding rules of a predecessor's drain under way, without a restart; a port a reload
+// removed stays (its connections may still drain). A port of 0 is refused naming the field.
+func TestAddedPortsExtendTheFlowRules(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := drainRig(t)
+		r.l.SetActiveDrains([]vip.Drain{{Node: "n1", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.11")}, Epoch: 5}})
+		r.start(t)
+		r.lead(t)
+		if got := r.k.MarkedPorts(); !slices.Equal(got, []uint16{6443}) {
+			t.Fatalf("marked ports %v at start, want [6443]", got)
+		}
+		if err := r.m.AddPorts(8443, 6443); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		want := []uint16{6443, 8443}
+		if got := r.k.MarkedPorts(); !slices.Equal(got, want) {
+			t.Errorf("marked ports %v after AddPorts, want %v", got, want)
+		}
+		if got := r.k.ForwardedPorts(); !slices.Equal(got, want) {
+			t.Errorf("forwarded ports %v after AddPorts while forwarding, want %v", got, want)
+		}
+		if got := r.m.Ports(); !slices.Equal(got, want) {
+			t.Errorf("Ports() = %v, want %v", got, want)
+		}
+		countMarks := func() (n int) {
+			for _, e := range r.events.Events() {
+				if strings.HasPrefix(e, "kernel:mark") {
+					n++
+				}
+			}
+			return n
+		}
+		marks := countMarks()
+		if err := r.m.AddPorts(8443); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if n := countMarks(); n != marks {
+			t.Errorf("rules installed again (%d → %d marks) for a port already covered", marks, n)
+		}
+		err := r.m.AddPorts(0)
+		if err == nil || !strings.Contains(err.Error(), "Ports") {
+			t.Errorf("AddPorts(0) = %v, want an error naming Ports", err)
+		}
+		if got := r.m.Ports(); !slices.Equal(got, want) {
+			t.Errorf("Ports() = %v after a refused AddPorts, want %v", got, want)
+		}
+	})
 }

@@ -108,6 +108,8 @@ func (l *loop) run(healthCh <-chan struct{}) error {
 			l.onDrainTick()
 		case reply := <-l.handovers:
 			l.onHandover(reply)
+		case <-l.m.portsAdded:
+			l.onPortsAdded()
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,9 @@ type Manager struct {
 	// draining is the epoch of this node's drain under way (0: none); handovers carries Handover to Run.
 	draining  atomic.Uint64
 	handovers chan chan (<-chan struct{})
+	// ports are the frontends' ports on the VIP (cfg.Ports, then AddPorts'); portsAdded tells Run's loop.
+	ports      atomic.Pointer[[]uint16]
+	portsAdded chan struct{}
 }
 
 // NewManager validates cfg, applies defaults and returns a Manager; it starts nothing. h and k may be
@@ -48,10 +52,50 @@ func NewManager(cfg Config, l Leadership, h HealthSource, k Kernel) (*Manager, e
 	if !cfg.Witness && (h == nil || k == nil) {
 		return nil, fmt.Errorf("%w: a non-witness node needs a HealthSource and a Kernel", ErrInvalidConfig)
 	}
-	m := &Manager{cfg: cfg, lead: l, health: h, kernel: k, log: cfg.Logger, handovers: make(chan chan (<-chan struct{}))}
+	m := &Manager{cfg: cfg, lead: l, health: h, kernel: k, log: cfg.Logger, handovers: make(chan chan (<-chan struct{})),
+		portsAdded: make(chan struct{}, 1)}
 	m.hooks.Store(&hookSet{acquire: cfg.OnAcquire, release: cfg.OnRelease, timeout: cfg.HookTimeout})
+	ports := slices.Clone(cfg.Ports)
+	m.ports.Store(&ports)
 	return m, nil
 }
+
+// AddPorts adds frontends' ports on the VIP to those whose flows a hand-over drain keeps and a stopping
+// node resets (Config.Ports), while the Manager runs: a reload added a frontend. Ports are only ever added
+// until a restart, since a frontend a reload removed may still have connections draining, and a drain
+// keeps those too. A running Manager installs the new flow rules at once (and the forwarding rules, while
+// it forwards a predecessor's flows); a failure to is logged, and planned moves then reset the new
+// ports' connections as they did without drains. Safe for concurrent use.
+func (m *Manager) AddPorts(ports ...uint16) error {
+	for _, p := range ports {
+		if p == 0 {
+			return invalid("Ports", "holds 0: a frontend's port on the VIP must be known (not chosen by the kernel at bind time)")
+		}
+	}
+	for {
+		old := m.ports.Load()
+		next := slices.Clone(*old)
+		for _, p := range ports {
+			if !slices.Contains(next, p) {
+				next = append(next, p)
+			}
+		}
+		if len(next) == len(*old) {
+			return nil
+		}
+		if m.ports.CompareAndSwap(old, &next) {
+			break
+		}
+	}
+	select {
+	case m.portsAdded <- struct{}{}:
+	default: // a signal is pending already: the loop reads the latest ports
+	}
+	return nil
+}
+
+// Ports returns the frontends' ports on the VIP: Config.Ports and those AddPorts added.
+func (m *Manager) Ports() []uint16 { return slices.Clone(*m.ports.Load()) }
 
 // SetHooks replaces the acquire and release hooks and their timeout (0 = DefaultHookTimeout) for the events
 // that come next, while the Manager runs (a reload). It validates them as NewManager does and changes

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -20,6 +22,7 @@ import (
 	"github.com/vipd/vipd/agent"
 	"github.com/vipd/vipd/internal/nstest"
 	"github.com/vipd/vipd/internal/testutil"
+	"github.com/vipd/vipd/vip/flowfwd"
 )
 
 func TestMain(m *testing.M) {
@@ -49,18 +52,23 @@ type settings struct {
 	raftPort      int
 	backends      []string
 	checkInterval time.Duration
+	extra         string // listen address of a second frontend (in front of the first backend), when set
 	raw           string // replaces the whole file when set: a broken one
 }
 
 func writeConfig(t *testing.T, path string, s settings) {
 	t.Helper()
 	body := s.raw
+	frontends := fmt.Sprintf("listen: \":6443\"\nbackend: [%s]\n", strings.Join(s.backends, ", "))
+	if s.extra != "" {
+		frontends = fmt.Sprintf("frontends:\n  - {name: default, listen: \":6443\", backends: [%s]}\n  - {name: extra, listen: %q, backends: [%s]}\n",
+			strings.Join(s.backends, ", "), s.extra, s.backends[0])
+	}
 	if body == "" {
 		body = fmt.Sprintf(`# vipd -dev in front of the test's echo backends, holding the VIP on eth0
 dev: true
 node: %s
 raft-port: %d
-listen: ":6443"
 http-addr: %q
 vip: ["%s/24"]
 interface: eth0
@@ -72,8 +80,7 @@ check-interval: %s
 check-timeout: 500ms
 rise: 1
 fall: 2
-backend: [%s]
-`, s.node, s.raftPort, adminAddr, vip, drain, s.checkInterval, strings.Join(s.backends, ", "))
+%s`, s.node, s.raftPort, adminAddr, vip, drain, s.checkInterval, frontends)
 	}
 	// Write and rename, as configuration management does: the agent never reads half a file.
 	tmp := path + ".tmp"
@@ -406,6 +413,44 @@ func TestReloadUnderLoad(t *testing.T) {
 	writeConfig(t, file, after)
 	if code, stdout, stderr := runIn(lb, bin, "reload", "-http-addr", adminAddr); code != 0 || !strings.Contains(stdout, "reloaded") {
 		t.Errorf("vipd reload of the good file: exit %d, %q %q", code, stdout, stderr)
+	}
+
+	// A frontend added on a new port (RKE2's supervisor port beside the API, say): the hand-over flow rules
+	// cover it at once, not only after a restart, and keep covering it when a reload removes the frontend
+	// again (its connections may still drain). The rules are read back from the kernel.
+	markPorts := func() string {
+		out, _ := exec.Command("ip", "netns", "exec", lb.name, "nft", "list", "set", "ip", flowfwd.TableName, "mark_ports").CombinedOutput()
+		return string(out)
+	}
+	if !strings.Contains(markPorts(), "6443") {
+		t.Errorf("the flow rules do not cover the frontend's port 6443 before the reload:\n%s", markPorts())
+	}
+	withExtra := after
+	withExtra.extra = ":8443"
+	writeConfig(t, file, withExtra)
+	if code, stdout, stderr := runIn(lb, bin, "reload", "-http-addr", adminAddr); code != 0 || !strings.Contains(stdout, "reloaded") {
+		t.Errorf("vipd reload adding a frontend: exit %d, %q %q", code, stdout, stderr)
+	}
+	testutil.WaitFor(t, 5*time.Second, "the flow rules to cover the added frontend's port 8443", func() bool {
+		return strings.Contains(markPorts(), "8443")
+	})
+	testutil.WaitFor(t, 5*time.Second, "the added frontend to answer once its backend is checked", func() bool {
+		c, err := cl.dial(vip+":8443", 2*time.Second)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		hello := make([]byte, 3)
+		_, err = io.ReadFull(c, hello)
+		return err == nil && string(hello) == "b1\n" && echo(c, "through the added frontend") == nil
+	})
+	writeConfig(t, file, after)
+	if code, stdout, stderr := runIn(lb, bin, "reload", "-http-addr", adminAddr); code != 0 || !strings.Contains(stdout, "reloaded") {
+		t.Errorf("vipd reload removing the frontend: exit %d, %q %q", code, stdout, stderr)
+	}
+	if got := markPorts(); !strings.Contains(got, "8443") || !strings.Contains(got, "6443") {
+		t.Errorf("after removing the frontend the flow rules cover:\n%s\nwant 6443 and 8443 still", got)
 	}
 
 	// End of the load: every short connection succeeded, every stream came back intact, every connection

@@ -23,7 +23,8 @@ func (k *FakeKernel) Mark(ips []netip.Addr, ports []uint16) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.marked = true
-	k.log.Add("kernel:mark")
+	k.markPorts = slices.Clone(ports)
+	k.log.Add(fmt.Sprintf("kernel:mark %v", ports))
 	return nil
 }
 
@@ -48,6 +49,7 @@ func (k *FakeKernel) Forward(peers []netip.Addr, ips []netip.Addr, ports []uint1
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.forwardTo = slices.Clone(peers)
+	k.forwardPorts = slices.Clone(ports)
 	k.log.Add(fmt.Sprintf("kernel:forward %v", peers))
 	return nil
 }
@@ -126,6 +128,20 @@ func (k *FakeKernel) Marked() bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.marked
+}
+
+// MarkedPorts returns the ports the last Mark was given.
+func (k *FakeKernel) MarkedPorts() []uint16 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.markPorts)
+}
+
+// ForwardedPorts returns the ports the last Forward was given.
+func (k *FakeKernel) ForwardedPorts() []uint16 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.forwardPorts)
 }
 
 // StartDrain records a drain of this (leading) node and returns its epoch.

@@ -28,11 +28,13 @@ type FakeKernel struct {
 	log       *EventLog
 
 	// Forwarder state (drain.go).
-	marked      bool
-	draining    map[netip.Addr]bool
-	forwardTo   []netip.Addr
-	established int
-	segment     netip.Addr
+	marked       bool
+	markPorts    []uint16 // the last Mark's
+	forwardPorts []uint16 // the last Forward's
+	draining     map[netip.Addr]bool
+	forwardTo    []netip.Addr
+	established  int
+	segment      netip.Addr
 }
 
 // NewFakeKernel returns a standalone FakeKernel (no shared network).
