@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 )
@@ -39,19 +40,19 @@ func selected(only, name string) bool {
 	return false
 }
 
-// cpuMeter reads a target's CPU time (user+system, all threads) around a measurement; it reads nothing for
-// a target without a process (direct).
+// cpuMeter reads a target's CPU time (user and system, all threads) around a measurement; it reads nothing
+// for a target without a process (direct).
 type cpuMeter struct {
-	pid int
-	t0  time.Duration
-	ok  bool
+	pid    int
+	u0, s0 time.Duration
+	ok     bool
 }
 
 func startCPU(t *target) cpuMeter {
 	m := cpuMeter{pid: t.pid}
 	if t.pid != 0 {
 		var err error
-		m.t0, err = cpuTime(t.pid)
+		m.u0, m.s0, err = cpuTimes(t.pid)
 		m.ok = err == nil
 	}
 	return m
@@ -59,14 +60,20 @@ func startCPU(t *target) cpuMeter {
 
 // since returns the CPU time used since start, false when unknown.
 func (m cpuMeter) since() (time.Duration, bool) {
+	u, s, ok := m.split()
+	return u + s, ok
+}
+
+// split returns the user and the system CPU time used since start, false when unknown.
+func (m cpuMeter) split() (user, system time.Duration, ok bool) {
 	if !m.ok {
-		return 0, false
+		return 0, 0, false
 	}
-	t1, err := cpuTime(m.pid)
+	u1, s1, err := cpuTimes(m.pid)
 	if err != nil {
-		return 0, false
+		return 0, 0, false
 	}
-	return t1 - m.t0, true
+	return u1 - m.u0, s1 - m.s0, true
 }
 
 func testBulk(ctx context.Context, t *target, be *backend, o options, note func(string, ...any)) sample {
@@ -87,12 +94,19 @@ func testBulk(ctx context.Context, t *target, be *backend, o options, note func(
 func testRate(ctx context.Context, t *target, _ *backend, o options, note func(string, ...any)) sample {
 	rate(ctx, t.addr, o.workers, 300*time.Millisecond) // warm up pools and the Go heap
 	cpu := startCPU(t)
+	segs0, segsErr := tcpOutSegs()
 	start := time.Now()
 	ok, failed := rate(ctx, t.addr, o.workers, o.dur)
 	elapsed := time.Since(start)
 	s := sample{"connPerSec": float64(ok) / elapsed.Seconds(), "connFailed": float64(failed)}
-	if used, known := cpu.since(); known && ok > 0 {
-		s["cpuPerConn"] = float64(used) / float64(ok) / 1e3 // µs
+	if user, system, known := cpu.split(); known && ok > 0 {
+		s["cpuPerConn"] = float64(user+system) / float64(ok) / 1e3 // µs
+		s["userPerConn"] = float64(user) / float64(ok) / 1e3
+		s["sysPerConn"] = float64(system) / float64(ok) / 1e3
+	}
+	// The namespace is the bench's own (-netns): its counters hold only this test's segments.
+	if segs1, err := tcpOutSegs(); os.Getenv(envInNetns) != "" && segsErr == nil && err == nil && ok > 0 {
+		s["segsPerConn"] = float64(segs1-segs0) / float64(ok)
 	}
 	note("rate %.0f conn/s (%d failed), %s CPU/conn", s["connPerSec"], failed, fmtUSf(s["cpuPerConn"]))
 	return s

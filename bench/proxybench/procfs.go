@@ -15,29 +15,30 @@ import (
 // clockTick is USER_HZ, the unit of utime/stime in /proc/PID/stat; it is 100 on every Linux architecture Go runs on.
 const clockTick = 100
 
-// cpuTime is the process's user+system CPU time so far, including threads that have exited.
-func cpuTime(pid int) (time.Duration, error) {
+// cpuTimes is the process's user and system CPU time so far, including threads that have exited. The sum is the scheduler's exact run time; the
+// kernel splits it between the two by where its ticks found the process, so the split is a sample.
+func cpuTimes(pid int) (user, system time.Duration, err error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// comm (field 2) may hold spaces; the fields after it start after the last ')'.
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat: no ')'", pid)
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat: no ')'", pid)
 	}
 	f := strings.Fields(s[i+1:])
 	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
 	if len(f) < 13 {
-		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
 	}
 	u, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("parse /proc/%d/stat utime/stime: %q %q", pid, f[11], f[12])
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat utime/stime: %q %q", pid, f[11], f[12])
 	}
-	return time.Duration(u+st) * time.Second / clockTick, nil
+	return time.Duration(u) * time.Second / clockTick, time.Duration(st) * time.Second / clockTick, nil
 }
 
 // rssKiB is VmRSS from /proc/PID/status.
@@ -163,6 +164,28 @@ func readKernelCounters() (kernelCounters, error) {
 		return k, nil
 	}
 	return kernelCounters{}, fmt.Errorf("no TcpExt in /proc/net/netstat")
+}
+
+// tcpOutSegs is Tcp OutSegs from /proc/net/snmp: the TCP segments this network namespace has sent, its
+// loopback's every segment, both ends of both connections of a proxied one.
+func tcpOutSegs() (int64, error) {
+	data, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return 0, err
+	}
+	lines := strings.Split(string(data), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) == 0 || names[0] != "Tcp:" || len(values) != len(names) {
+			continue
+		}
+		for j, n := range names {
+			if n == "OutSegs" {
+				return strconv.ParseInt(values[j], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no Tcp OutSegs in /proc/net/snmp")
 }
 
 // sysctlInt reads an integer sysctl of this network namespace, e.g. "net/core/somaxconn".
