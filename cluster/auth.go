@@ -189,19 +189,12 @@ func (a *peerAuth) client(raw net.Conn) (net.Conn, []string, error) {
 		return raw, nil, nil
 	}
 	tc := tls.Client(raw, a.clientTLS())
-	if err := tc.Handshake(); err != nil {
-		return nil, nil, classifyTLS(err)
-	}
-	names, err := a.certNames(tc.ConnectionState())
+	names, ekm, err := a.handshake(tc)
 	if err != nil {
 		return nil, nil, err
 	}
 	if a.keys == nil {
 		return tc, names, nil
-	}
-	ekm, err := exportEKM(tc)
-	if err != nil {
-		return nil, nil, err
 	}
 	if _, err := tc.Write(makeHello(a.name, a.keys(), ekm, roleClient).marshal()); err != nil {
 		return nil, nil, refuse("no key proof", fmt.Errorf("send proof: %w", err))
@@ -229,19 +222,12 @@ func (a *peerAuth) server(raw net.Conn) (net.Conn, []string, error) {
 		return raw, nil, nil
 	}
 	tc := tls.Server(raw, a.serverTLS())
-	if err := tc.Handshake(); err != nil {
-		return nil, nil, classifyTLS(err)
-	}
-	names, err := a.certNames(tc.ConnectionState())
+	names, ekm, err := a.handshake(tc)
 	if err != nil {
 		return nil, nil, err
 	}
 	if a.keys == nil {
 		return tc, names, nil
-	}
-	ekm, err := exportEKM(tc)
-	if err != nil {
-		return nil, nil, err
 	}
 	h, err := readHello(tc)
 	if err != nil {
@@ -265,6 +251,19 @@ func (a *peerAuth) server(raw net.Conn) (net.Conn, []string, error) {
 		return nil, nil, fmt.Errorf("send proof: %w", err)
 	}
 	return tc, []string{h.name}, nil
+}
+
+// handshake runs the TLS handshake of either side and returns the node names the peer's certificate
+// carries (nil in key-only mode) and, when the key proof follows, the keying material it is bound to.
+func (a *peerAuth) handshake(tc *tls.Conn) (names []string, ekm []byte, err error) {
+	if err := tc.Handshake(); err != nil {
+		return nil, nil, classifyTLS(err)
+	}
+	if names, err = a.certNames(tc.ConnectionState()); err != nil || a.keys == nil {
+		return names, nil, err
+	}
+	ekm, err = exportEKM(tc)
+	return names, ekm, err
 }
 
 func (a *peerAuth) certNames(cs tls.ConnectionState) ([]string, error) {
