@@ -169,7 +169,9 @@ func testIdle(ctx context.Context, t *target, _ *backend, o options, note func(s
 
 func testStorm(ctx context.Context, t *target, _ *backend, o options, note func(string, ...any)) sample {
 	k0, kerr := readKernelCounters()
+	cpu := startCPU(t)
 	r, err := storm(ctx, t.addr, o.storm, o.stormWindow, 30*time.Second)
+	used, cpuKnown := cpu.since() // the clients' closes have only begun: this is the storm's cost
 	if err != nil {
 		note("storm: %v", err)
 		return nil
@@ -187,6 +189,9 @@ func testStorm(ctx context.Context, t *target, _ *backend, o options, note func(
 			s["stormOverflows"] = float64(d.listenOverflows + d.listenDrops)
 			s["stormSynRetrans"] = float64(d.synRetrans)
 		}
+	}
+	if cpuKnown && r.clients > 0 {
+		s["stormCPUPerConn"] = float64(used) / float64(r.clients) / 1e3 // µs
 	}
 	if t.pid != 0 {
 		if hwm, err := peakRSSKiB(t.pid); err == nil {

@@ -131,6 +131,7 @@ func rows() []metric {
 		{name: "storm: connects over 1 s (SYN resent)", test: "storm", key: "stormSlowSYN", format: f(0, "")},
 		{name: "storm: listen overflows+drops (netns)", test: "storm", key: "stormOverflows", format: f(0, "")},
 		{name: "storm: SYN retransmits (netns)", test: "storm", key: "stormSynRetrans", format: f(0, "")},
+		{name: "storm: proxy CPU per client", test: "storm", key: "stormCPUPerConn", format: f(1, " µs")},
 		{name: "storm: proxy peak RSS", test: "storm", key: "stormPeakRSS", format: f(1, " MiB")},
 		{name: "short connections, 2 CPUs", test: "rate2", key: "connPerSec", format: f(0, " conn/s")},
 		{name: "proxy CPU per short conn, 2 CPUs", test: "rate2", key: "cpuPerConn", format: f(1, " µs")},
