@@ -244,6 +244,10 @@ func validateListen(flag, v string) error {
 	if strings.ContainsAny(host, " /") {
 		return invalid(flag, "%q has an invalid host", v)
 	}
+	// Digits only: a sign, which Atoi and net take, would leave the port unknown to the hand-over rules.
+	if strings.ContainsAny(port, "+-") {
+		return invalid(flag, "port %q in %q is not a number: write it in digits, e.g. -%s %s", port, v, flag, example(flag))
+	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return invalid(flag, "port %q in %q is out of range 1-65535", port, v)
 	}

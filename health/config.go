@@ -141,10 +141,23 @@ func ValidateAddr(addr string) error {
 	if !validHost(host, strings.HasPrefix(addr, "[")) {
 		return errors.New(strconv.Quote(addr) + " has an invalid host: want an IP address or a DNS name, e.g. 10.0.0.21:6443, [fd00::21]:6443 or [fe80::21%eth0]:6443")
 	}
+	// Digits only: Atoi also takes a sign, which the dialer accepts and an HTTP check's URL does not.
+	if !digits(port) {
+		return errors.New("port " + strconv.Quote(port) + " in " + strconv.Quote(addr) + " is not a number: write it in digits, e.g. 10.0.0.21:6443")
+	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return errors.New("port " + strconv.Quote(port) + " in " + strconv.Quote(addr) + " is out of range 1-65535")
 	}
 	return nil
+}
+
+func digits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // validHost reports whether host is something a dialer can reach and an HTTP check can name in its URL: an

@@ -39,6 +39,8 @@ func TestBadInputExitsTwoNamingTheFlag(t *testing.T) {
 		{"no backend", base, "-backend"},
 		{"malformed backend", append(base, "-backend", "10.0.0.1"), "-backend"},
 		{"port out of range", append(base, "-backend", "10.0.0.1:70000"), "out of range"},
+		{"signed backend port", append(base, "-backend", "10.0.0.1:+6443"), `-backend: port "+6443" in "10.0.0.1:+6443" is not a number`},
+		{"signed listen port", []string{"agent", "-http-addr", "127.0.0.1:0", "-listen", ":+6443", "-backend", "10.0.0.1:6443"}, `-listen: port "+6443" in ":+6443" is not a number`},
 		{"duplicate backend", append(base, "-backend", "10.0.0.1:6443,10.0.0.1:6443"), "listed twice"},
 		{"negative timeout", append(base, "-backend", "10.0.0.1:6443", "-dial-timeout", "-1s"), "-dial-timeout"},
 		{"rise zero", append(base, "-backend", "10.0.0.1:6443", "-rise", "0"), "-rise"},
