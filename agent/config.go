@@ -249,7 +249,7 @@ func validateListen(flag, v string) error {
 		return invalid(flag, "port %q in %q is not a number: write it in digits, e.g. -%s %s", port, v, flag, example(flag))
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return invalid(flag, "port %q in %q is out of range 1-65535", port, v)
+		return invalid(flag, "port %q in %q is out of range 0-65535", port, v)
 	}
 	return nil
 }
