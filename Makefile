@@ -48,7 +48,7 @@ unit:
 # fuzz runs every fuzz target of the module (each `func Fuzz…` in a _test.go file, found anew every run), one
 # at a time as go test -fuzz requires, for FUZZTIME each; a crasher is written to the package's testdata/fuzz,
 # where plain go test replays it from then on. `make fuzz FUZZTIME=3s` is the quick pass. .ci/fuzz-one runs a
-# target once more when Go 1.26's fuzz coordinator fails it at the deadline without an input (a Go bug).
+# target again (up to twice) when Go 1.26's fuzz coordinator fails it at the deadline without an input (a Go bug).
 FUZZTIME ?= 30s
 fuzz:
 	@failed=; n=0; start=$$(date +%s); \
