@@ -4,7 +4,6 @@ package integration
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -376,21 +375,20 @@ func openStream(addr string, seed uint64) (*streamConn, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	sc := &streamConn{c: c, cancel: cancel, done: make(chan struct{})}
-	go sc.read(ctx, resp.Body, probe.StreamSource(seed))
+	go sc.read(ctx, resp.Body, probe.NewStreamCheck(seed))
 	return sc, nil
 }
 
-func (sc *streamConn) read(ctx context.Context, body io.Reader, want io.Reader) {
+func (sc *streamConn) read(ctx context.Context, body io.Reader, check *probe.StreamCheck) {
 	defer close(sc.done)
 	got := make([]byte, probe.StreamChunk)
-	exp := make([]byte, probe.StreamChunk)
 	for ctx.Err() == nil {
 		_ = sc.c.SetReadDeadline(time.Now().Add(5 * time.Second)) // a stream stalled this long is broken
 		n, err := body.Read(got)
 		if n > 0 {
-			_, _ = io.ReadFull(want, exp[:n])
-			if !bytes.Equal(got[:n], exp[:n]) {
-				sc.fail(fmt.Errorf("byte %d onwards differs from the stream's source", sc.checked.Load()))
+			if !check.Check(got[:n]) {
+				off, _ := check.FirstBad()
+				sc.fail(fmt.Errorf("byte %d onwards differs from the stream's source", off))
 				return
 			}
 			sc.checked.Add(int64(n))

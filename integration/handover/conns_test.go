@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -38,7 +37,7 @@ type held struct {
 
 	// The receiving side, owned by the watcher goroutine; readSum, closedAt and closeErr are read after done.
 	read     atomic.Int64
-	badByte  atomic.Int64 // a stream: offset+1 of the first byte that came back wrong, 0 if none
+	check    *itprobe.StreamCheck // a stream: the bytes that came back, against the stream sent
 	readSum  hash.Hash
 	done     chan struct{}
 	closedAt time.Time
@@ -54,7 +53,7 @@ func openHeld(ns *nstest.NS, addr string, stream bool, seed uint64, stop <-chan 
 	if err != nil {
 		return nil, err
 	}
-	h := &held{c: c.(*net.TCPConn), stream: stream, sentSum: sha256.New(), readSum: sha256.New(),
+	h := &held{c: c.(*net.TCPConn), stream: stream, sentSum: sha256.New(), readSum: sha256.New(), check: itprobe.NewStreamCheck(seed),
 		writerOK: make(chan struct{}), done: make(chan struct{})}
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	if h.node, h.serial, err = readHello(c); err != nil {
@@ -62,7 +61,7 @@ func openHeld(ns *nstest.NS, addr string, stream bool, seed uint64, stop <-chan 
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Time{})
-	wg.Go(func() { h.watch(seed) })
+	wg.Go(h.watch)
 	if stream {
 		wg.Go(func() { h.write(seed, stop) })
 	} else {
@@ -89,27 +88,14 @@ func readHello(c net.Conn) (string, int64, error) {
 }
 
 // watch reads until the connection ends; a stream's bytes are compared with the stream sent.
-func (h *held) watch(seed uint64) {
-	var want *rand.ChaCha8
-	if h.stream {
-		want = itprobe.StreamSource(seed)
-	}
+func (h *held) watch() {
 	buf := make([]byte, 32<<10)
-	exp := make([]byte, len(buf))
 	for {
 		n, err := h.c.Read(buf)
 		if n > 0 {
 			h.readSum.Write(buf[:n])
-			if want != nil {
-				_, _ = want.Read(exp[:n])
-				if !bytes.Equal(buf[:n], exp[:n]) && h.badByte.Load() == 0 {
-					for j := range n {
-						if buf[j] != exp[j] {
-							h.badByte.Store(h.read.Load() + int64(j) + 1)
-							break
-						}
-					}
-				}
+			if h.stream {
+				h.check.Check(buf[:n])
 			}
 			h.read.Add(int64(n))
 		}
@@ -228,8 +214,8 @@ func (h *held) finish(b *backend, timeout time.Duration) error {
 	if !errors.Is(h.closeErr, io.EOF) {
 		return fmt.Errorf("ended with %v, not the backend's FIN", h.closeErr)
 	}
-	if bad := h.badByte.Load(); bad != 0 {
-		return fmt.Errorf("byte %d came back wrong", bad-1)
+	if off, bad := h.check.FirstBad(); bad {
+		return fmt.Errorf("byte %d came back wrong", off)
 	}
 	end, ok := b.end(h.serial)
 	switch {

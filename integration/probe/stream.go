@@ -1,8 +1,10 @@
 package probe
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,4 +22,42 @@ func StreamSource(seed uint64) *rand.ChaCha8 {
 	var key [32]byte
 	binary.LittleEndian.PutUint64(key[:], seed)
 	return rand.NewChaCha8(key)
+}
+
+// StreamCheck checks bytes received, in order, against StreamSource(seed) and remembers where they first
+// differed: a segment lost, repeated or reordered on the way shows as that offset. One goroutine feeds it;
+// FirstBad may be read by any.
+type StreamCheck struct {
+	want    *rand.ChaCha8
+	exp     []byte
+	checked int64
+	bad     atomic.Int64 // offset+1 of the first byte that differed, 0 while none has
+}
+
+// NewStreamCheck returns a check of the stream StreamSource(seed) from its first byte.
+func NewStreamCheck(seed uint64) *StreamCheck { return &StreamCheck{want: StreamSource(seed)} }
+
+// Check compares p, the next bytes received, with the stream, and reports whether every byte so far matched.
+func (s *StreamCheck) Check(p []byte) bool {
+	if len(s.exp) < len(p) {
+		s.exp = make([]byte, len(p))
+	}
+	exp := s.exp[:len(p)]
+	_, _ = s.want.Read(exp)
+	if s.bad.Load() == 0 && !bytes.Equal(p, exp) {
+		for j := range p {
+			if p[j] != exp[j] {
+				s.bad.Store(s.checked + int64(j) + 1)
+				break
+			}
+		}
+	}
+	s.checked += int64(len(p))
+	return s.bad.Load() == 0
+}
+
+// FirstBad returns the offset of the first byte that differed from the stream, and false when none has.
+func (s *StreamCheck) FirstBad() (int64, bool) {
+	b := s.bad.Load()
+	return b - 1, b != 0
 }

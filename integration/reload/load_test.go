@@ -1,12 +1,10 @@
 package reload
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -23,9 +21,9 @@ type held struct {
 	backend string // from the backend's hello
 	stream  bool
 
-	read     atomic.Int64 // bytes read after the hello
-	written  atomic.Int64 // streaming: bytes written
-	badByte  atomic.Int64 // streaming: offset+1 of the first byte that came back wrong, 0 if none
+	read     atomic.Int64         // bytes read after the hello
+	written  atomic.Int64         // streaming: bytes written
+	check    *itprobe.StreamCheck // streaming: the bytes that came back, against the stream sent
 	done     chan struct{}
 	closedAt time.Time // set before done closes
 	closeErr error
@@ -38,7 +36,7 @@ func openHeld(ns *netNS, addr string, stream bool, seed uint64, stop <-chan stru
 	if err != nil {
 		return nil, err
 	}
-	h := &held{c: c, stream: stream, done: make(chan struct{})}
+	h := &held{c: c, stream: stream, check: itprobe.NewStreamCheck(seed), done: make(chan struct{})}
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	hello := make([]byte, 3)
 	if _, err := io.ReadFull(c, hello); err != nil {
@@ -54,7 +52,7 @@ func openHeld(ns *netNS, addr string, stream bool, seed uint64, stop <-chan stru
 	}
 	_ = c.SetDeadline(time.Time{})
 	wg.Add(1)
-	go h.watch(seed, wg)
+	go h.watch(wg)
 	if stream {
 		wg.Add(1)
 		go h.write(seed, stop, wg)
@@ -77,27 +75,14 @@ func echo(c net.Conn, msg string) error {
 }
 
 // watch reads until the connection ends; a streaming connection's bytes are compared with the stream sent.
-func (h *held) watch(seed uint64, wg *sync.WaitGroup) {
+func (h *held) watch(wg *sync.WaitGroup) {
 	defer wg.Done()
-	var want *rand.ChaCha8
-	if h.stream {
-		want = itprobe.StreamSource(seed)
-	}
 	buf := make([]byte, 32<<10)
-	exp := make([]byte, len(buf))
 	for {
 		n, err := h.c.Read(buf)
 		if n > 0 {
-			if want != nil {
-				_, _ = want.Read(exp[:n])
-				if !bytes.Equal(buf[:n], exp[:n]) && h.badByte.Load() == 0 {
-					for j := range n {
-						if buf[j] != exp[j] {
-							h.badByte.Store(h.read.Load() + int64(j) + 1)
-							break
-						}
-					}
-				}
+			if h.stream {
+				h.check.Check(buf[:n])
 			}
 			h.read.Add(int64(n))
 		}

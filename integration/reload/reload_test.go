@@ -472,8 +472,8 @@ func TestReloadUnderLoad(t *testing.T) {
 	for _, h := range conns {
 		if h.stream {
 			streamed += h.read.Load()
-			if bad := h.badByte.Load(); bad != 0 {
-				t.Errorf("stream to %s: byte %d came back wrong", h.backend, bad-1)
+			if off, bad := h.check.FirstBad(); bad {
+				t.Errorf("stream to %s: byte %d came back wrong", h.backend, off)
 			}
 		}
 		if h.backend == "b2" {
