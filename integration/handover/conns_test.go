@@ -107,30 +107,13 @@ func (h *held) watch() {
 	}
 }
 
-// write sends 1 KiB of the stream every 10 ms until stop or an error.
+// write sends the stream (probe.WriteStream) until stop or an error, counting and hashing what it sent.
 func (h *held) write(seed uint64, stop <-chan struct{}) {
 	defer close(h.writerOK)
-	src := itprobe.StreamSource(seed)
-	chunk := make([]byte, 1024)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-h.done:
-			return
-		case <-tick.C:
-		}
-		_, _ = src.Read(chunk)
-		_ = h.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		n, err := h.c.Write(chunk)
-		h.sentSum.Write(chunk[:n])
-		h.written.Add(int64(n))
-		if err != nil {
-			return
-		}
-	}
+	itprobe.WriteStream(h.c, seed, 10*time.Second, stop, h.done, func(p []byte) {
+		h.sentSum.Write(p)
+		h.written.Add(int64(len(p)))
+	})
 }
 
 // closed reports whether the connection has ended.

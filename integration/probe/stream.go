@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
+	"net"
 	"sync/atomic"
 	"time"
 )
@@ -60,4 +61,29 @@ func (s *StreamCheck) Check(p []byte) bool {
 func (s *StreamCheck) FirstBad() (int64, bool) {
 	b := s.bad.Load()
 	return b - 1, b != 0
+}
+
+// WriteStream sends StreamSource(seed) on c, 1 KiB every 10 ms (100 KiB/s), each write bounded by timeout,
+// until stop or done is closed or a write fails; sent sees every chunk's bytes that c took, in order.
+func WriteStream(c net.Conn, seed uint64, timeout time.Duration, stop, done <-chan struct{}, sent func([]byte)) {
+	src := StreamSource(seed)
+	chunk := make([]byte, 1024)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		_, _ = src.Read(chunk)
+		_ = c.SetWriteDeadline(time.Now().Add(timeout))
+		n, err := c.Write(chunk)
+		sent(chunk[:n])
+		if err != nil {
+			return
+		}
+	}
 }

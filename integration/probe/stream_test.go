@@ -1,6 +1,10 @@
 package probe
 
-import "testing"
+import (
+	"net"
+	"testing"
+	"time"
+)
 
 // TestStreamCheck feeds the stream in uneven pieces, intact and with one byte changed, dropped or repeated:
 // the check must pass the intact stream and name the first wrong offset of the others.
@@ -46,4 +50,42 @@ func firstDiff(a, b []byte) int64 {
 		}
 	}
 	return int64(min(len(a), len(b)))
+}
+
+// TestWriteStream: what WriteStream sends is the stream StreamCheck expects, sent reports exactly those
+// bytes, and it returns once stop is closed.
+func TestWriteStream(t *testing.T) {
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	stop, returned := make(chan struct{}), make(chan struct{})
+	var reported int
+	go func() {
+		defer close(returned)
+		WriteStream(a, 7, time.Second, stop, nil, func(p []byte) { reported += len(p) })
+	}()
+	check := NewStreamCheck(7)
+	buf := make([]byte, 1500)
+	got := 0
+	for got < 4096 {
+		_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := b.Read(buf)
+		if err != nil {
+			t.Fatalf("read after %d bytes: %v", got, err)
+		}
+		if !check.Check(buf[:n]) {
+			off, _ := check.FirstBad()
+			t.Fatalf("byte %d differs from the stream", off)
+		}
+		got += n
+	}
+	close(stop)
+	b.Close() // a write blocked in the pipe fails and returns too
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("WriteStream did not return after stop")
+	}
+	if reported < got {
+		t.Errorf("sent reported %d bytes, %d arrived", reported, got)
+	}
 }

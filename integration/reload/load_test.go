@@ -94,29 +94,10 @@ func (h *held) watch(wg *sync.WaitGroup) {
 	}
 }
 
-// write sends 1 KiB of the stream every 10 ms (100 KiB/s) until stop or an error.
+// write sends the stream (probe.WriteStream, 100 KiB/s) until stop or an error, counting what it sent.
 func (h *held) write(seed uint64, stop <-chan struct{}, wg *sync.WaitGroup) {
 	defer wg.Done()
-	src := itprobe.StreamSource(seed)
-	chunk := make([]byte, 1024)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-h.done:
-			return
-		case <-tick.C:
-		}
-		_, _ = src.Read(chunk)
-		_ = h.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		n, err := h.c.Write(chunk)
-		h.written.Add(int64(n))
-		if err != nil {
-			return
-		}
-	}
+	itprobe.WriteStream(h.c, seed, 5*time.Second, stop, h.done, func(p []byte) { h.written.Add(int64(len(p))) })
 }
 
 // closed reports whether the connection has ended.
