@@ -76,7 +76,7 @@ func (a *Agent) buildVIP() error {
 	if heartbeat == 0 {
 		heartbeat = cluster.DefaultHeartbeat
 	}
-	ports, unknown := a.frontendPorts()
+	ports, unknown := portsOf(a.frontends)
 	if cfg.HandoverDrain && !a.noFlows && unknown {
 		// A port chosen by the kernel at bind time (-listen :0, tests) is unknown here; the flow rules
 		// need every frontend's port.
@@ -157,10 +157,8 @@ func (dryRunKernel) HasAddr(netip.Prefix) (bool, error)                      { r
 func (dryRunKernel) Announce(netip.Addr) error                               { return errDryRun }
 func (dryRunKernel) Answer(context.Context, []netip.Addr, func() bool) error { return errDryRun }
 
-// frontendPorts are the ports the frontends listen on: the flows a hand-over drain keeps.
-func (a *Agent) frontendPorts() (ports []uint16, unknown bool) { return portsOf(a.frontends) }
-
-// portsOf are the ports fes listen on; unknown says one listens on a port the kernel picks at bind time.
+// portsOf are the ports fes listen on, the flows a hand-over drain keeps; unknown says one listens on a
+// port the kernel picks at bind time.
 func portsOf(fes []*frontend) (ports []uint16, unknown bool) {
 	for _, fe := range fes {
 		_, p, err := net.SplitHostPort(fe.spec.listen)
